@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from torchreid_pixelfade.metrics import ssim
+from torchreid_pixelfade.protect import PixelFade, feature_distance
+
+
+def fast(model, **kwargs):
+    kwargs = {"steps": 20, **kwargs}
+    return PixelFade(model, **kwargs)
+
+
+def test_same_seed_same_output_different_seeds_differ(random_model, images):
+    a = fast(random_model, seed=1)(images[:2])
+    b = fast(random_model, seed=1)(images[:2])
+    c = fast(random_model, seed=2)(images[:2])
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_noise_is_unpredictable_by_default(random_model, images):
+    assert not torch.equal(fast(random_model)(images[:1]), fast(random_model)(images[:1]))
+
+
+def test_generator_advances_between_batches(random_model, images):
+    protector = fast(random_model, seed=0)
+    assert not torch.equal(protector(images[:1]), protector(images[:1]))
+
+
+def test_outputs_are_8bit_images_in_unit_range(random_model, images):
+    out = fast(random_model, seed=0)(images)
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out * 255, (out * 255).round())
+
+
+def test_without_quantize_outputs_leave_the_8bit_grid(random_model, images):
+    out = fast(random_model, seed=0, quantize=False)(images[:2])
+    assert not torch.equal(out * 255, (out * 255).round())
+
+
+def test_constraint_holds_on_rounded_images_of_trained_model(trained_model, images):
+    protector = PixelFade(trained_model, steps=40, eps=0.05, eps_mode="relative", seed=0)
+    result = protector.protect(images)
+    reference = trained_model(images)
+    recomputed = feature_distance(trained_model(result.images), reference)
+    limits = 0.05 * reference.pow(2).mean(1)
+    assert result.constraint_met.all(), (result.distance, limits)
+    assert torch.allclose(recomputed, result.distance)
+    assert (recomputed <= limits).all()
+
+
+def test_protected_images_look_like_noise_not_the_person(trained_model, images):
+    out = PixelFade(trained_model, steps=40, eps=0.05, eps_mode="relative", seed=0)(images)
+    assert ssim(out, images).mean() < 0.1
+    assert (out - images).abs().mean() > 0.15
+
+
+def test_every_value_replaced_after_warmup_cycle(random_model, images):
+    result = fast(random_model, seed=0).protect(images)
+    assert torch.equal(result.replaced_fraction, torch.ones(len(images)))
+
+
+def test_no_warmup_and_unreachable_eps_replace_nothing(random_model, images):
+    result = fast(random_model, seed=0, warmup_steps=0, eps=0.0).protect(images[:2])
+    assert torch.equal(result.replaced_fraction, torch.zeros(2))
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_any_batch_size(random_model, images, batch):
+    x = images[:batch] if batch <= len(images) else images.repeat(2, 1, 1, 1)[:batch]
+    result = fast(random_model, seed=0, steps=8).protect(x)
+    assert result.images.shape == x.shape
+    assert result.distance.shape == result.constraint_met.shape == (batch,)
+
+
+def test_one_forward_and_one_backward_per_step(random_model, images):
+    calls = {"forward": 0, "backward": 0}
+    net = random_model.model
+    net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
+    net.register_full_backward_hook(
+        lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
+    fast(random_model, steps=12, seed=0)(images[:2])
+    # T steps + the original's reference feature + the final, stored image's feature
+    assert calls == {"forward": 12 + 2, "backward": 12}
+
+
+def test_model_stays_frozen_and_its_mode_is_restored(random_model, images):
+    random_model.model.train()
+    fast(random_model, steps=3, seed=0)(images[:2])
+    assert random_model.model.training
+    assert all(p.grad is None and not p.requires_grad for p in random_model.parameters())
+
+
+@pytest.mark.parametrize("options", [
+    {"constraint_scope": "batch"}, {"mask_index": "count"}, {"mask_unit": "pixel"},
+    {"co_every_step": False}, {"clamp": "batch"}, {"loss_reduction": "sum", "eps": 1.0},
+    {"eps_mode": "relative", "eps": 0.05},
+])
+def test_paper_and_official_variants_run(random_model, images, options):
+    result = fast(random_model, seed=0, steps=10, **options).protect(images[:3])
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    assert result.replaced_fraction.min() == 1.0
+
+
+def test_bad_options_raise(random_model):
+    with pytest.raises(ValueError, match="constraint_scope"):
+        PixelFade(random_model, constraint_scope="pixel")
+    with pytest.raises(ValueError, match="authorised model"):
+        PixelFade(None)
+
+
+@pytest.mark.parametrize("backbone", ["osnet_x0_25", "mobilenetv2_x1_0", "resnet50"])
+def test_torchreid_backbones(backbone, images):
+    from torchreid_pixelfade.models import AuthorizedModel, build_reid_model
+    model = AuthorizedModel(build_reid_model(backbone))
+    result = PixelFade(model, steps=2, seed=0).protect(images[:2])
+    assert result.images.shape == (2, 3, 64, 32)
