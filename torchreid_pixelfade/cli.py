@@ -42,36 +42,142 @@ def loss_kwargs(cfg) -> dict:
     return {"label_smooth": cfg.loss.softmax.label_smooth}
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Trains ``model.name`` on ``data.sources``; writes ``model.pth`` in ``data.save_dir``."""
+def train_from_config(cfg, device: str) -> str:
+    """Trains the authorised model of ``cfg``; returns the path of the saved ``model.pth``."""
     from ._torchreid import tr
     from .training import build_training
 
-    cfg = C.config_from_args(args)
-    _setup(cfg, args)
-    use_gpu = torch.device(args.device).type == "cuda"
+    use_gpu = torch.device(device).type == "cuda"
     datamanager = tr.data.ImageDataManager(**C.imagedata_kwargs(cfg, use_gpu=use_gpu))
     engine = build_training(datamanager, cfg.model.name, cfg.loss.name, C.optimizer_kwargs(cfg),
                             C.lr_scheduler_kwargs(cfg), warmup_epochs=cfg.train.warmup_epochs,
                             pretrained=cfg.model.pretrained, loss_kwargs=loss_kwargs(cfg),
-                            device=args.device)
+                            device=device)
     run_kwargs = C.engine_run_kwargs(cfg)
     run_kwargs["test_only"] = False
     engine.run(**run_kwargs)
-    logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1,
-                os.path.join(cfg.data.save_dir, engine.weights_name))
+    path = os.path.join(cfg.data.save_dir, engine.weights_name)
+    logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
+    return path
+
+
+def authorized_model(cfg, weights: str, device: str):
+    """The frozen authorised model of ``cfg`` with ``weights`` loaded, on ``device``."""
+    from .models import AuthorizedModel, build_reid_model, load_weights
+
+    net = load_weights(build_reid_model(cfg.model.name, loss=cfg.loss.name), weights)
+    return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std, name=cfg.model.name).to(device)
+
+
+def protect_from_config(cfg, weights: str, out_dir: str, splits, device: str,
+                        progress: bool = True) -> dict:
+    """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``; returns the manifest."""
+    from ._torchreid import tr
+    from .models import file_sha256
+    from .protect import build_protector
+    from .store import protect_records, records_from_dataset
+
+    if len(cfg.data.targets) != 1:
+        raise ValueError(f"protect takes one target dataset, got {list(cfg.data.targets)}")
+    name = cfg.data.targets[0]
+    dataset = tr.data.datasets.init_image_dataset(
+        name, root=cfg.data.root, mode="query", verbose=False, split_id=cfg.data.split_id,
+        cuhk03_labeled=cfg.cuhk03.labeled_images, cuhk03_classic_split=cfg.cuhk03.classic_split,
+        market1501_500k=cfg.market1501.use_500k_distractors)
+    source_root, records = records_from_dataset(dataset, splits)
+    model = authorized_model(cfg, weights, device)
+    protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
+    logger.info("protecting %d images of %s with %r", len(records), name, protector)
+    settings = {"protector": protector.name, "hparams": protector.hparams(),
+                "model": cfg.model.name, "weights_sha256": file_sha256(weights),
+                "height": cfg.data.height, "width": cfg.data.width, "dataset": name}
+    return protect_records(protector, records, out_dir, settings, source_root, cfg.data.height,
+                           cfg.data.width, batch_size=cfg.pixelfade.batch_size, device=device,
+                           skip_corrupt=cfg.pixelfade.skip_corrupt, progress=progress)
+
+
+def evaluate_to_files(cfg, weights: str, protected: str, json_path: str, device: str) -> dict:
+    """Evaluates a protected folder; writes ``json_path`` and a markdown table beside it."""
+    from .evaluation import evaluate_protected, results_markdown
+    from .io import atomic_write_bytes, atomic_write_json
+
+    model = authorized_model(cfg, weights, device)
+    results = evaluate_protected(model, protected, metric=cfg.test.dist_metric,
+                                 normalize=cfg.test.normalize_feature, ranks=cfg.test.ranks,
+                                 batch_size=cfg.test.batch_size, device=device)
+    table = results_markdown(results)
+    atomic_write_json(json_path, results)
+    atomic_write_bytes(os.path.splitext(json_path)[0] + ".md", table.encode())
+    logger.info("results written to %s\n%s", json_path, table)
+    return results
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Trains ``model.name`` on ``data.sources``; writes ``model.pth`` in ``data.save_dir``."""
+    cfg = C.config_from_args(args)
+    _setup(cfg, args)
+    train_from_config(cfg, args.device)
     return 0
 
 
+def cmd_protect(args: argparse.Namespace) -> int:
+    cfg = C.config_from_args(args)
+    manifest = protect_from_config(cfg, args.weights, args.output, args.splits, args.device,
+                                   progress=not args.no_progress)
+    logger.info("%d images protected in %s (%d skipped)", len(manifest["images"]), args.output,
+                len(manifest["skipped"]))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    cfg = C.config_from_args(args)
+    evaluate_to_files(cfg, args.weights, args.protected, args.json, args.device)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output, device=args.device, quick=args.quick)
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchreid-pixelfade", description=__doc__)
+    parser = argparse.ArgumentParser(prog="torchreid-pixelfade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train the authorised Re-ID model")
-    train.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
-    C.add_torchreid_arguments(train)
-    train.set_defaults(func=cmd_train)
+    train = commands.add_parser("train", help="train the authorised Re-ID model (model.pth)")
+    _common(train)
+
+    protect = commands.add_parser("protect", help="protect a dataset into PNG files + manifest")
+    _common(protect)
+    protect.add_argument("--weights", required=True, help="authorised model weights")
+    protect.add_argument("--output", required=True, help="output folder")
+    protect.add_argument("--splits", nargs="+", default=["query", "gallery"],
+                         choices=["train", "query", "gallery"], help="splits to protect")
+    protect.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="Re-ID (4 settings) and privacy metrics")
+    _common(evaluate)
+    evaluate.add_argument("--weights", required=True, help="authorised model weights")
+    evaluate.add_argument("--protected", required=True, help="folder written by protect")
+    evaluate.add_argument("--json", required=True, help="results file (a .md table beside it)")
+
+    demo = commands.add_parser("demo", help="offline demo on synthetic pedestrians")
+    demo.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
+    demo.add_argument("--output", default="pixelfade-demo", help="output folder")
+    demo.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+
+    for sub, func in ((train, cmd_train), (protect, cmd_protect), (evaluate, cmd_evaluate)):
+        C.add_torchreid_arguments(sub)
+        sub.set_defaults(func=func)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
