@@ -69,3 +69,24 @@ def shared_data() -> str:
     if not os.path.isdir(SHARED_DATA):
         pytest.skip(f"shared CUHK03 data not found at {SHARED_DATA}")
     return os.path.abspath(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def tiny_market(tmp_path_factory) -> str:
+    """A tiny synthetic Market-1501 tree (6 test ids x 2 cameras x 2 images, 64x32); its root."""
+    from torchreid_pixelfade.data.synthetic import SyntheticConfig, make_synthetic_market1501
+    root = tmp_path_factory.mktemp("market")
+    make_synthetic_market1501(root, SyntheticConfig(num_train_ids=3, num_test_ids=6,
+                                                    images_per_id_per_camera=2, height=64,
+                                                    width=32))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tiny_market):
+    """``(source_root, records)`` of the tiny Market tree's query and gallery."""
+    from torchreid_pixelfade._torchreid import tr
+    from torchreid_pixelfade.store import records_from_dataset
+    dataset = tr.data.datasets.init_image_dataset("market1501", root=tiny_market, mode="query",
+                                                  verbose=False)
+    return records_from_dataset(dataset, ("query", "gallery"))
