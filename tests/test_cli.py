@@ -1,0 +1,63 @@
+"""End-to-end checks of the command line (marked slow; they still run in CI)."""
+import json
+import os
+
+import pytest
+import torch
+
+from torchreid_pixelfade.cli import main
+from torchreid_pixelfade.models import build_reid_model
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "osnet_x0_25_128x64.yaml")
+KEYS = {"settings", "privacy", "protection", "num_query", "num_gallery", "model", "dataset"}
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_its_files(tmp_path):
+    assert main(["demo", "--quick", "--output", str(tmp_path), "--device", "cpu"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) >= KEYS and set(results["settings"]) == {"O2O", "P2P", "O2P", "P2O"}
+    assert (tmp_path / "results.md").exists() and (tmp_path / "grid.png").exists()
+    # a second run reuses data, weights and protected images
+    mtime = os.stat(tmp_path / "protected" / "manifest.json").st_mtime_ns
+    assert main(["demo", "--quick", "--output", str(tmp_path), "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["settings"] == results["settings"]
+
+
+@pytest.mark.slow
+def test_train_protect_evaluate_on_synthetic(tiny_market, tmp_path):
+    save_dir = tmp_path / "train"
+    assert main(["train", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,
+                 "data.save_dir", str(save_dir), "data.height", "64", "data.width", "32",
+                 "train.max_epoch", "1", "train.batch_size", "8", "test.ranks", "[1]",
+                 "data.workers", "0"]) == 0
+    weights = str(save_dir / "model.pth")
+    assert os.path.exists(weights) and (save_dir / "config.yaml").exists()
+    common = ["--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,
+              "--weights", weights]
+    overrides = ["data.height", "64", "data.width", "32", "pixelfade.steps", "6",
+                 "pixelfade.seed", "0"]
+    assert main(["protect", *common, "--output", str(tmp_path / "p"), "--no-progress",
+                 *overrides]) == 0
+    assert main(["evaluate", *common, "--protected", str(tmp_path / "p"), "--json",
+                 str(tmp_path / "r.json"), *overrides]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert set(results) >= KEYS and results["protection"]["steps"] == 6
+
+
+@pytest.mark.slow
+def test_protect_and_evaluate_real_cuhk03_crops(shared_data, tmp_path):
+    """Small-scale run on the real CUHK03 crops: random osnet_x0_25, 64x32, 2 steps."""
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
+    args = ["--device", "cpu", "--config-file", CONFIG, "--root", shared_data,
+            "--weights", weights]
+    overrides = ["data.height", "64", "data.width", "32", "pixelfade.steps", "2"]
+    assert main(["protect", *args, "--output", str(tmp_path / "p"), "--no-progress",
+                 *overrides]) == 0
+    assert main(["evaluate", *args, "--protected", str(tmp_path / "p"), "--json",
+                 str(tmp_path / "r.json"), *overrides]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["num_query"] == 200 and results["num_gallery"] == 779
+    assert results["privacy"]["ssim"] < 0.3

@@ -1,0 +1,55 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from torchreid_pixelfade.evaluation import SETTINGS, evaluate_protected, results_markdown
+from torchreid_pixelfade.io import write_png
+from torchreid_pixelfade.protect import Identity, PixelFade
+from torchreid_pixelfade.store import protect_records
+
+
+def protect(protector, tiny_records, out):
+    root, records = tiny_records
+    settings = {"protector": protector.name, "hparams": protector.hparams(), "model": "tiny",
+                "weights_sha256": "", "height": 64, "width": 32, "dataset": "synthetic"}
+    protect_records(protector, records, str(out), settings, root, 64, 32, progress=False)
+
+
+def test_identity_protection_gives_four_equal_settings(tiny_records, trained_model, tmp_path):
+    protect(Identity(trained_model), tiny_records, tmp_path)
+    results = evaluate_protected(trained_model, str(tmp_path), ranks=(1, 5))
+    for setting in SETTINGS:
+        assert results["settings"][setting] == results["settings"]["O2O"]
+    assert results["privacy"]["ssim"] == pytest.approx(1.0)
+    assert results["num_query"] == 12 and results["num_gallery"] == 12
+
+
+def test_results_schema_and_markdown(tiny_records, random_model, tmp_path):
+    protect(PixelFade(random_model, steps=3, seed=0), tiny_records, tmp_path)
+    results = evaluate_protected(random_model, str(tmp_path))
+    json.dumps(results)
+    assert set(results) >= {"settings", "privacy", "protection", "num_query", "num_gallery",
+                            "model", "dataset"}
+    for setting in SETTINGS:
+        assert set(results["settings"][setting]) == {"rank1", "rank5", "rank10", "mAP", "mINP"}
+        assert all(0 <= v <= 1 for v in results["settings"][setting].values())
+    assert set(results["protection"]) == {"name", "steps", "constraint_met_fraction",
+                                          "seconds_per_image"}
+    assert results["protection"]["steps"] == 3 and results["privacy"]["ssim"] < 0.2
+    assert "| P2P |" in results_markdown(results)
+
+
+def test_protected_metrics_come_from_the_stored_files(tiny_records, random_model, tmp_path):
+    protect(PixelFade(random_model, steps=3, seed=0), tiny_records, tmp_path)
+    before = evaluate_protected(random_model, str(tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for key, entry in manifest["images"].items():  # replace every stored query image
+        if entry["split"] == "query":
+            write_png(tmp_path / key, torch.zeros(3, 64, 32))
+    after = evaluate_protected(random_model, str(tmp_path))
+    assert after["settings"]["O2O"] == before["settings"]["O2O"]
+    assert after["settings"]["P2P"] != before["settings"]["P2P"]
+    assert after["privacy"]["ssim"] != before["privacy"]["ssim"]
