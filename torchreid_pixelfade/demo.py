@@ -37,6 +37,9 @@ def demo_config(data_root: str, save_dir: str, quick: bool = False):
         "test.normalize_feature", "True", "test.ranks", "[1, 5, 10]", "test.batch_size", "200",
         "pixelfade.steps", "5" if quick else "100", "pixelfade.batch_size", "64",
         "pixelfade.seed", "0",
+        # step sizes and final phase measured for osnet_x0_25 at 128x64 (docs/RESULTS.md)
+        "pixelfade.beta", "0.005", "pixelfade.beta_temp", "0.005",
+        "pixelfade.no_replace_last", "20",
     ])
     cfg.freeze()
     return cfg

@@ -1,6 +1,7 @@
 """Tests of the synthetic Market-1501 generator."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import pathlib
@@ -103,7 +104,7 @@ def test_deterministic_and_seed_dependent(tiny_root: pathlib.Path, tmp_path: pat
     first = _read_all(tiny_root / "market1501" / "Market-1501-v15.09.15")
     again = _read_all(make_synthetic_market1501(tmp_path / "a", TINY))
     assert again == first
-    other = _read_all(make_synthetic_market1501(tmp_path / "b", SyntheticConfig(**{**TINY.__dict__, "seed": 8})))
+    other = _read_all(make_synthetic_market1501(tmp_path / "b", dataclasses.replace(TINY, seed=8)))
     assert sum(other.get(k) == v for k, v in first.items()) == 0
 
 
@@ -118,7 +119,7 @@ def test_second_call_is_noop(tmp_path: pathlib.Path) -> None:
 
 def test_other_config_or_incomplete_rebuilds(tmp_path: pathlib.Path) -> None:
     data_dir = make_synthetic_market1501(tmp_path, TINY)
-    bigger = SyntheticConfig(**{**TINY.__dict__, "num_test_ids": 4})
+    bigger = dataclasses.replace(TINY, num_test_ids=4)
     make_synthetic_market1501(tmp_path, bigger)
     assert len(list((data_dir / "query").iterdir())) == bigger.num_query
     assert json.loads((data_dir / "synthetic.json").read_text())["config"]["num_test_ids"] == 4

@@ -1,0 +1,41 @@
+import importlib.util
+import json
+import os
+
+import pytest
+
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_speed_writes_ratio(tmp_path):
+    tool = load_tool("benchmark_speed")
+    out = tmp_path / "speed.json"
+    assert tool.main(["--backbones", "osnet_x0_25", "--batch-size", "2", "--height", "64",
+                      "--width", "32", "--steps", "3", "--repeats", "1", "--device", "cpu",
+                      "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["results"][0]
+    assert result["backbone"] == "osnet_x0_25" and result["steps"] == 3
+    # protect = T x (forward + backward) + small extras: the ratio cannot be far below 1
+    assert result["ratio_to_T_forward_backward"] > 0.5
+
+
+def test_calibrate_eps_reports_scales(tiny_market, tmp_path):
+    import torch
+    from torchreid_pixelfade.models import build_reid_model
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), tmp_path / "w.pth")
+    config = os.path.join(TOOLS, "..", "configs", "osnet_x0_25_128x64.yaml")
+    out = tmp_path / "eps.json"
+    assert load_tool("calibrate_eps").main([
+        "--weights", str(tmp_path / "w.pth"), "--json", str(out), "--device", "cpu",
+        "--config-file", config, "--root", tiny_market, "data.height", "64",
+        "data.width", "32"]) == 0
+    report = json.loads(out.read_text())
+    assert report["feature_dim"] == 512 and report["flip_median"] >= 0
+    assert report["num_images"] == 12
