@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ._torchreid import tr
 from .metrics import anderson_darling, compute_distances, evaluate_rank, psnr, ssim
 from .models import AuthorizedModel
 from .store import load_image_tensor, load_manifest
@@ -38,9 +39,20 @@ def extract_features(model: AuthorizedModel, images: torch.Tensor, batch_size: i
     return torch.cat(chunks)
 
 
+def setting_distances(query: dict, gallery: dict, setting: str, metric: str = "euclidean",
+                      normalize: bool = True, rerank: bool = False) -> np.ndarray:
+    """Query-gallery distances ``(Q, G)`` of one setting, with torchreid's optional re-ranking."""
+    qf, gf = query[setting[0]], gallery[setting[2]]
+    distmat = compute_distances(qf, gf, metric, normalize)
+    if rerank:
+        distmat = tr.utils.re_ranking(distmat, compute_distances(qf, qf, metric, normalize),
+                                      compute_distances(gf, gf, metric, normalize))
+    return distmat
+
+
 def four_settings(query: dict, gallery: dict, q_labels: tuple, g_labels: tuple,
                   metric: str = "euclidean", normalize: bool = True,
-                  ranks: Sequence[int] = (1, 5, 10)) -> dict:
+                  ranks: Sequence[int] = (1, 5, 10), rerank: bool = False) -> dict:
     """Rank-k, mAP and mINP of O2O, P2P, O2P and P2O.
 
     Args:
@@ -49,16 +61,18 @@ def four_settings(query: dict, gallery: dict, q_labels: tuple, g_labels: tuple,
         q_labels: ``(pids, camids)`` of the queries; ``g_labels`` of the gallery.
         metric: 'euclidean' (squared) or 'cosine', as torchreid's ``dist_metric``.
         normalize: L2-normalise features first (torchreid's ``normalize_feature``).
-        ranks: CMC ranks reported as ``rank{k}``.
+        ranks: CMC ranks reported as ``rank{k}`` (1, 5 and 10 always are).
+        rerank: apply torchreid's k-reciprocal re-ranking (as ``test.rerank``).
 
     Returns:
         ``{setting: {'rank1': ..., 'mAP': ..., 'mINP': ...}}``, fractions in [0, 1].
     """
     results = {}
+    ranks = tuple(sorted({1, 5, 10, *ranks}))
     for setting in SETTINGS:
-        distmat = compute_distances(query[setting[0]], gallery[setting[2]], metric, normalize)
+        distmat = setting_distances(query, gallery, setting, metric, normalize, rerank)
         result = evaluate_rank(distmat, q_labels[0], g_labels[0], q_labels[1], g_labels[1])
-        results[setting] = result.to_dict(ranks=tuple(ranks))
+        results[setting] = result.to_dict(ranks=ranks)
     return results
 
 

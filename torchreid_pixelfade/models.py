@@ -27,6 +27,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Sets ``requires_grad=False`` on all parameters for the block and restores the flags."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+@contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """Puts ``module`` in eval mode for the block and restores its previous train/eval flags."""
     modes = {m: m.training for m in module.modules()}
@@ -46,6 +58,8 @@ class AuthorizedModel(nn.Module):
         mean: per-channel normalisation mean applied inside ``forward``.
         std: per-channel normalisation std applied inside ``forward``.
         name: a label recorded in manifests and results (defaults to the class name).
+        freeze: set ``requires_grad=False`` on the model's parameters (use False together with
+            :func:`frozen` to protect with a model that is still being trained).
 
     Shape:
         - Input: ``(B, 3, H, W)`` pixel images in [0, 1].
@@ -67,9 +81,10 @@ class AuthorizedModel(nn.Module):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         name: str | None = None,
+        freeze: bool = True,
     ) -> None:
         super().__init__()
-        self.model = model.requires_grad_(False)
+        self.model = model.requires_grad_(False) if freeze else model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.name = name or type(model).__name__

@@ -44,25 +44,31 @@ class ImageRecord:
         return os.path.splitext(self.relpath)[0] + ".png"
 
 
-def records_from_dataset(dataset, splits: Sequence[str] = ("query", "gallery")
-                         ) -> tuple[str, list[ImageRecord]]:
-    """Image records of a torchreid ``ImageDataset`` (``.train/.query/.gallery`` lists).
+def records_from_items(items: dict[str, Sequence[tuple]], base: str | None = None
+                       ) -> tuple[str, list[ImageRecord]]:
+    """Image records of torchreid data lists ``{split: [(path, pid, camid, ...), ...]}``.
 
     Returns:
-        ``(source_root, records)``: record paths are relative to ``source_root``, the
-        dataset's ``dataset_dir`` when it holds every image, else their common folder.
+        ``(source_root, records)``: record paths are relative to ``source_root``, which is
+        ``base`` when it holds every image, else the images' common folder.
     """
-    items = {split: getattr(dataset, split) for split in splits}
     paths = [os.path.abspath(item[0]) for split_items in items.values() for item in split_items]
     if not paths:
-        raise ValueError(f"The dataset has no images in the splits {list(splits)}")
-    base = getattr(dataset, "dataset_dir", None)
-    base = os.path.abspath(base) if base else os.path.commonpath([os.path.dirname(p) for p in paths])
-    if not all(p.startswith(base + os.sep) for p in paths):
+        raise ValueError(f"No images in the splits {list(items)}")
+    base = os.path.abspath(base) if base else ""
+    if not base or not all(p.startswith(base + os.sep) for p in paths):
         base = os.path.commonpath([os.path.dirname(p) for p in paths])
     return base, [ImageRecord(os.path.abspath(item[0]), os.path.relpath(item[0], base),
                               int(item[1]), int(item[2]), split)
                   for split, split_items in items.items() for item in split_items]
+
+
+def records_from_dataset(dataset, splits: Sequence[str] = ("query", "gallery")
+                         ) -> tuple[str, list[ImageRecord]]:
+    """Image records of a torchreid ``ImageDataset`` (``.train/.query/.gallery`` lists),
+    relative to its ``dataset_dir`` (see :func:`records_from_items`)."""
+    return records_from_items({split: getattr(dataset, split) for split in splits},
+                              getattr(dataset, "dataset_dir", None))
 
 
 def load_image_tensor(path: str, height: int, width: int) -> torch.Tensor:
@@ -186,5 +192,4 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
         bar.update(len(todo[start:start + batch_size]))
     bar.close()
-    atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
     return manifest
