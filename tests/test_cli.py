@@ -61,3 +61,37 @@ def test_protect_and_evaluate_real_cuhk03_crops(shared_data, tmp_path):
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["num_query"] == 200 and results["num_gallery"] == 779
     assert results["privacy"]["ssim"] < 0.3
+
+
+@pytest.mark.slow
+def test_main_test_only_with_pixelfade_writes_four_settings(tiny_market, tmp_path):
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
+    from torchreid_pixelfade.cli import main as cli_main
+    argv = ["run", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,
+            "data.save_dir", str(tmp_path / "log"), "data.height", "64", "data.width", "32",
+            "data.workers", "0", "pixelfade.enabled", "True", "test.evaluate", "True",
+            "model.load_weights", weights, "pixelfade.steps", "4", "pixelfade.seed", "0"]
+    assert cli_main(argv) == 0
+    results = json.loads((tmp_path / "log" / "results.json").read_text())
+    assert set(results) >= KEYS and results["protection"]["steps"] == 4
+    assert "| P2P |" in (tmp_path / "log" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_main_with_pixelfade_transform_name(tiny_market, tmp_path):
+    """'pixelfade' in data.transforms installs the per-image transform on query and gallery."""
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
+    from torchreid_pixelfade.cli import build_parser
+    from torchreid_pixelfade import config as C
+    from torchreid_pixelfade.cli import run_from_config
+    args = build_parser().parse_args([
+        "run", "--config-file", CONFIG, "--root", tiny_market, "--transforms", "random_flip",
+        "pixelfade", "--", "data.save_dir", str(tmp_path / "log"), "data.height", "64",
+        "data.width", "32", "data.workers", "0", "test.evaluate", "True",
+        "model.load_weights", weights, "pixelfade.steps", "2"])
+    engine = run_from_config(C.config_from_args(args), "cpu")
+    query = engine.datamanager.test_loader["market1501"]["query"].dataset
+    assert "PixelFadeTransform" in repr(query.transform)

@@ -44,18 +44,9 @@ def loss_kwargs(cfg) -> dict:
 
 def train_from_config(cfg, device: str) -> str:
     """Trains the authorised model of ``cfg``; returns the path of the saved ``model.pth``."""
-    from ._torchreid import tr
-    from .training import build_training
-
-    use_gpu = torch.device(device).type == "cuda"
-    datamanager = tr.data.ImageDataManager(**C.imagedata_kwargs(cfg, use_gpu=use_gpu))
-    engine = build_training(datamanager, cfg.model.name, cfg.loss.name, C.optimizer_kwargs(cfg),
-                            C.lr_scheduler_kwargs(cfg), warmup_epochs=cfg.train.warmup_epochs,
-                            pretrained=cfg.model.pretrained, loss_kwargs=loss_kwargs(cfg),
-                            device=device)
-    run_kwargs = C.engine_run_kwargs(cfg)
-    run_kwargs["test_only"] = False
-    engine.run(**run_kwargs)
+    if cfg.test.evaluate:
+        raise ValueError("train with test.evaluate True would not train; use `run` to test")
+    engine = run_from_config(cfg, device)
     path = os.path.join(cfg.data.save_dir, engine.weights_name)
     logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
     return path
@@ -112,6 +103,71 @@ def evaluate_to_files(cfg, weights: str, protected: str, json_path: str, device:
     return results
 
 
+def _resume(engine, path: str) -> int:
+    """Loads a torchreid checkpoint (model, optimizer, epoch); returns the epoch to start at."""
+    from .models import _torch_load, load_weights
+
+    checkpoint = _torch_load(path)
+    load_weights(engine.model, path)
+    if checkpoint.get("optimizer"):
+        engine.optimizer.load_state_dict(checkpoint["optimizer"])
+    logger.info("resumed %s at epoch %d", path, checkpoint.get("epoch", 0))
+    return int(checkpoint.get("epoch", 0))
+
+
+def run_from_config(cfg, device: str):
+    """torchreid's ``scripts/main.py``: train and/or test, with protection when enabled.
+
+    Returns:
+        The engine; with ``pixelfade.enabled`` its ``pixelfade_results`` hold, per target, the
+        ``results.json`` dictionary, also written to ``data.save_dir``.
+    """
+    from ._torchreid import tr
+    from .engine import ProtectionOptions, enable_pixelfade
+    from .io import atomic_write_bytes, atomic_write_json
+    from .evaluation import results_markdown
+    from .models import load_weights
+    from .training import build_training
+    from .transforms import PixelFadeTransform, install_transform, split_transform_names
+
+    use_gpu = torch.device(device).type == "cuda"
+    data_kwargs = C.imagedata_kwargs(cfg, use_gpu=use_gpu)
+    data_kwargs["transforms"], per_image = split_transform_names(cfg.data.transforms)
+    datamanager = tr.data.ImageDataManager(**data_kwargs)
+    engine = build_training(datamanager, cfg.model.name, cfg.loss.name, C.optimizer_kwargs(cfg),
+                            C.lr_scheduler_kwargs(cfg), warmup_epochs=cfg.train.warmup_epochs,
+                            pretrained=cfg.model.pretrained, loss_kwargs=loss_kwargs(cfg),
+                            device=device)
+    run_kwargs = C.engine_run_kwargs(cfg)
+    if cfg.model.load_weights:
+        load_weights(engine.model, cfg.model.load_weights)
+    if cfg.model.resume:
+        run_kwargs["start_epoch"] = _resume(engine, cfg.model.resume)
+    if per_image:
+        install_transform(datamanager, PixelFadeTransform(
+            engine.model, cfg.pixelfade.protector, **C.protector_kwargs(cfg)))
+    if cfg.pixelfade.enabled:
+        enable_pixelfade(engine, ProtectionOptions(**C.protection_options(cfg)))
+    engine.run(**run_kwargs)
+    if cfg.pixelfade.enabled:
+        results = engine.pixelfade_results
+        single = next(iter(results.values())) if len(results) == 1 else results
+        path = os.path.join(cfg.data.save_dir, "results.json")
+        atomic_write_json(path, single)
+        atomic_write_bytes(os.path.join(cfg.data.save_dir, "results.md"), "\n".join(
+            f"## {name}\n\n{results_markdown(r)}" for name, r in results.items()).encode())
+        logger.info("four-setting results written to %s", path)
+    return engine
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """torchreid's main.py workflow (train, or test with test.evaluate True)."""
+    cfg = C.config_from_args(args)
+    _setup(cfg, args)
+    run_from_config(cfg, args.device)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Trains ``model.name`` on ``data.sources``; writes ``model.pth`` in ``data.save_dir``."""
     cfg = C.config_from_args(args)
@@ -155,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the authorised Re-ID model (model.pth)")
     _common(train)
 
+    run = commands.add_parser("run", help="torchreid's main.py: train/test, pixelfade.enabled "
+                                          "adds the four settings to every evaluation")
+    _common(run)
+
     protect = commands.add_parser("protect", help="protect a dataset into PNG files + manifest")
     _common(protect)
     protect.add_argument("--weights", required=True, help="authorised model weights")
@@ -174,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="pixelfade-demo", help="output folder")
     demo.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
 
-    for sub, func in ((train, cmd_train), (protect, cmd_protect), (evaluate, cmd_evaluate)):
+    for sub, func in ((train, cmd_train), (run, cmd_run), (protect, cmd_protect),
+                      (evaluate, cmd_evaluate)):
         C.add_torchreid_arguments(sub)
         sub.set_defaults(func=func)
     demo.set_defaults(func=cmd_demo)

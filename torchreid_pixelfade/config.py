@@ -239,8 +239,11 @@ def config_from_args(args: argparse.Namespace) -> CN:
         cfg.data.targets = args.targets
     if args.transforms:
         cfg.data.transforms = args.transforms
-    if args.opts:
-        merge_opts(cfg, args.opts)
+    opts = list(args.opts or [])
+    if opts[:1] == ["--"]:  # `--transforms a b -- KEY VALUE` ends the list with --
+        opts = opts[1:]
+    if opts:
+        merge_opts(cfg, opts)
     cfg.freeze()
     return cfg
 
@@ -333,6 +336,16 @@ def engine_run_kwargs(cfg: CN) -> dict:
 _PIXELFADE_KEYS = ("steps", "warmup_steps", "num_masks", "eps", "eps_mode", "momentum", "beta",
                    "beta_temp", "no_replace_last", "loss_reduction", "constraint_scope",
                    "mask_index", "mask_unit", "co_every_step", "clamp", "quantize")
+
+
+def protection_options(cfg: CN) -> dict:
+    """Keyword arguments of ``engine.ProtectionOptions`` (the evaluation hook)."""
+    node = cfg.pixelfade
+    return {"protector": node.protector, "protector_kwargs": protector_kwargs(cfg),
+            "protect": list(node.protect),
+            "cache_dir": node.cache_dir or f"{cfg.data.save_dir}/pixelfade-cache",
+            "batch_size": node.batch_size, "report_setting": node.report_setting,
+            "skip_corrupt": node.skip_corrupt}
 
 
 def protector_kwargs(cfg: CN) -> dict:
