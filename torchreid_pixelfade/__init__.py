@@ -10,6 +10,7 @@ Five lines::
 __version__ = "0.1.0"
 
 from .data.protected import ProtectedImageDataset, register_datasets
+from .engine import ProtectionOptions, enable_pixelfade
 from .models import AuthorizedModel, build_reid_model, load_weights
 from .protect import (PROTECTORS, Blur, Identity, Mosaic, PixelFade, ProtectionResult, Protector,
                       build_protector, list_protectors, register_protector)
@@ -18,4 +19,5 @@ register_datasets()
 
 __all__ = ["AuthorizedModel", "build_reid_model", "load_weights", "PROTECTORS", "Blur",
            "Identity", "Mosaic", "PixelFade", "ProtectionResult", "Protector", "build_protector",
-           "list_protectors", "register_protector", "ProtectedImageDataset", "register_datasets"]
+           "list_protectors", "register_protector", "ProtectedImageDataset", "register_datasets",
+           "ProtectionOptions", "enable_pixelfade"]
