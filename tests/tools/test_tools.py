@@ -39,3 +39,19 @@ def test_calibrate_eps_reports_scales(tiny_market, tmp_path):
     report = json.loads(out.read_text())
     assert report["feature_dim"] == 512 and report["flip_median"] >= 0
     assert report["num_images"] == 12
+
+
+def test_sweep_pixelfade_reports_each_variant(tiny_market, tmp_path):
+    import torch
+    from torchreid_pixelfade.models import build_reid_model
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), tmp_path / "w.pth")
+    config = os.path.join(TOOLS, "..", "configs", "osnet_x0_25_128x64.yaml")
+    out = tmp_path / "sweep.json"
+    assert load_tool("sweep_pixelfade").main([
+        "--weights", str(tmp_path / "w.pth"), "--json", str(out), "--device", "cpu",
+        "--num-images", "3", "--variant", "steps=2", "--variant", "steps=3,beta=0.02",
+        "--config-file", config, "--root", tiny_market, "data.height", "64",
+        "data.width", "32"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["hparams"]["steps"] for r in rows] == [2, 3] and rows[1]["hparams"]["beta"] == 0.02
+    assert all(0 <= r["constraint_met_fraction"] <= 1 for r in rows)
