@@ -137,6 +137,12 @@ def _pixelfade_defaults() -> CN:
     node.co_every_step = True  # official; False = paper's exclusive CO/PRO
     node.clamp = "valid"  # 'valid' pixel range or 'batch' (official scalar min/max)
     node.quantize = True  # optimise and measure on 8-bit rounded images, as stored
+    # ablations (paper Tables 3-4, Fig. 4)
+    node.target = "noise"  # 'noise', 'zeros', 'other', 'contrastive'
+    node.noise_weight = 1.0  # target (1 - w) x + w noise
+    node.replacement = "replace"  # 'replace', 'perturb', 'l1'
+    node.perturb_amplitude = 0.5
+    node.l1_weight = 1.0
     # simple protectors; -1 = the paper's value at 256x128 scaled with the image height
     node.blur_sigma = -1.0
     node.mosaic_cell = -1
@@ -335,7 +341,8 @@ def engine_run_kwargs(cfg: CN) -> dict:
 
 _PIXELFADE_KEYS = ("steps", "warmup_steps", "num_masks", "eps", "eps_mode", "momentum", "beta",
                    "beta_temp", "no_replace_last", "loss_reduction", "constraint_scope",
-                   "mask_index", "mask_unit", "co_every_step", "clamp", "quantize")
+                   "mask_index", "mask_unit", "co_every_step", "clamp", "quantize", "target",
+                   "noise_weight", "replacement", "perturb_amplitude", "l1_weight")
 
 
 def protection_options(cfg: CN) -> dict:

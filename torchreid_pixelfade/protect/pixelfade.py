@@ -74,6 +74,17 @@ class PixelFade(Protector):
         quantize: optimise through, and measure on, the 8-bit rounded image (as stored).
         seed: seed of the local generator (noise and masks); None seeds from the OS. The
             generator advances across calls, so batches get different noise.
+        target: ablations of the objective's target (paper Table 4): ``'noise'`` (PixelFade),
+            ``'zeros'`` (0 in normalised space: the mean colour), ``'other'`` (another image of
+            the batch, rolled by one: another identity when the batch holds several),
+            ``'contrastive'`` (push away from the original: each value's farthest valid value).
+        noise_weight: w of paper Table 3: the noise target becomes ``(1 - w) x + w eta``.
+        replacement: ablations of the replacement strategy (paper Fig. 4): ``'replace'``
+            (PRO writes the target), ``'perturb'`` (PRO adds ``perturb_amplitude * eta`` to the
+            masked values instead), ``'l1'`` (no PRO; CO minimises
+            ``d + l1_weight * mean|x_p - target|`` instead).
+        perturb_amplitude: a of the ``'perturb'`` strategy (normalised units).
+        l1_weight: w of the ``'l1'`` strategy.
 
     Shape:
         images ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` in [0, 1]; any B, H, W, device.
@@ -85,7 +96,9 @@ class PixelFade(Protector):
                  no_replace_last: int = 5, loss_reduction: str = "mean",
                  constraint_scope: str = "image", mask_index: str = "step",
                  mask_unit: str = "element", co_every_step: bool = True, clamp: str = "valid",
-                 quantize: bool = True, seed: int | None = None) -> None:
+                 quantize: bool = True, seed: int | None = None, target: str = "noise",
+                 noise_weight: float = 1.0, replacement: str = "replace",
+                 perturb_amplitude: float = 0.5, l1_weight: float = 1.0) -> None:
         if model is None:
             raise ValueError("PixelFade needs the authorised model")
         super().__init__(model, quantize=quantize)
@@ -95,6 +108,8 @@ class PixelFade(Protector):
         _check_choice("mask_index", mask_index, ("step", "count"))
         _check_choice("mask_unit", mask_unit, ("element", "pixel"))
         _check_choice("clamp", clamp, ("valid", "batch"))
+        _check_choice("target", target, TARGETS)
+        _check_choice("replacement", replacement, REPLACEMENTS)
         if steps < 1 or num_masks < 1 or warmup_steps < 0:
             raise ValueError(f"Need steps >= 1, num_masks >= 1, warmup_steps >= 0; got "
                              f"{steps}, {num_masks}, {warmup_steps}")
@@ -106,12 +121,16 @@ class PixelFade(Protector):
         self.mask_index, self.mask_unit = mask_index, mask_unit
         self.co_every_step, self.clamp = co_every_step, clamp
         self.seed = seed
+        self.target, self.noise_weight = target, float(noise_weight)
+        self.replacement, self.perturb_amplitude = replacement, float(perturb_amplitude)
+        self.l1_weight = float(l1_weight)
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def hparams(self) -> dict:
         names = ("steps", "warmup_steps", "num_masks", "eps", "eps_mode", "momentum", "beta",
                  "beta_temp", "no_replace_last", "loss_reduction", "constraint_scope",
-                 "mask_index", "mask_unit", "co_every_step", "clamp", "quantize", "seed")
+                 "mask_index", "mask_unit", "co_every_step", "clamp", "quantize", "seed", "target",
+                 "noise_weight", "replacement", "perturb_amplitude", "l1_weight")
         return {name: getattr(self, name) for name in names}
 
     # ------------------------------------------------------------------ helpers
@@ -139,6 +158,18 @@ class PixelFade(Protector):
             return (distance.mean() < limits.mean()).expand_as(distance)
         return distance < limits
 
+    def _target(self, z0: torch.Tensor, noise: torch.Tensor,
+                bounds: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The values the replacement writes (normalised space), ``(B, C, H, W)``."""
+        if self.target == "noise":
+            return (1 - self.noise_weight) * z0 + self.noise_weight * noise
+        if self.target == "zeros":
+            return torch.zeros_like(z0)
+        if self.target == "other":
+            return z0.roll(1, dims=0)
+        lo, hi = (bound.expand_as(z0) for bound in bounds)
+        return torch.where(z0 - lo > hi - z0, lo, hi)  # contrastive: farthest valid value
+
     def _clamp_bounds(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.clamp == "batch":
             return z0.min().expand(1, 1, 1, 1), z0.max().expand(1, 1, 1, 1)
@@ -147,24 +178,31 @@ class PixelFade(Protector):
 
     # ------------------------------------------------------------------ one step
 
-    def _replace(self, state: _State, noise: torch.Tensor, mask_ids: torch.Tensor,
-                 t: int) -> None:
+    def _replace(self, state: _State, target: torch.Tensor, noise: torch.Tensor,
+                 mask_ids: torch.Tensor, t: int) -> None:
         active = state.satisfied | (t < self.warmup_steps)
-        if not active.any():
+        if self.replacement == "l1" or not active.any():
             return
         if self.mask_index == "step":
             index = torch.full_like(state.pro_count, t % self.num_masks)
         else:
             index = state.pro_count % self.num_masks
-        state.z, written = replace_values(state.z, noise, mask_ids, index, active)
+        values = target
+        if self.replacement == "perturb":
+            values = state.z + self.perturb_amplitude * noise
+        state.z, written = replace_values(state.z, values, mask_ids, index, active)
         state.replaced |= written
         state.pro_count += active.long()
 
     def _constrain(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
-                   bounds: tuple[torch.Tensor, torch.Tensor], t: int) -> None:
+                   bounds: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor,
+                   t: int) -> None:
         z = state.z.detach().requires_grad_(True)
         distance = feature_distance(self._features(z), reference, self.loss_reduction)
-        grad, = torch.autograd.grad(distance.sum(), z)
+        loss = distance.sum()
+        if self.replacement == "l1":
+            loss = loss + self.l1_weight * (z - target).abs().mean(dim=(1, 2, 3)).sum()
+        grad, = torch.autograd.grad(loss, z)
         grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
         state.momentum = self.momentum * state.momentum + grad
         replace_allowed = t < self.steps - self.no_replace_last
@@ -191,6 +229,7 @@ class PixelFade(Protector):
         mask_ids = random_mask_ids(images.shape, self.num_masks, self.mask_unit, generator,
                                    images.device)
         bounds = self._clamp_bounds(z0)
+        target = self._target(z0, noise, bounds)
         batch = images.shape[0]
         state = _State(z=z0.clone(), momentum=torch.zeros_like(z0),
                        satisfied=torch.zeros(batch, dtype=torch.bool, device=images.device),
@@ -198,8 +237,8 @@ class PixelFade(Protector):
                        pro_count=torch.zeros(batch, dtype=torch.long, device=images.device))
         with torch.enable_grad():
             for t in range(self.steps):
-                self._replace(state, noise, mask_ids, t)
-                self._constrain(state, reference, limits, bounds, t)
+                self._replace(state, target, noise, mask_ids, t)
+                self._constrain(state, reference, limits, bounds, target, t)
         return self._result(state, reference, limits)
 
     @torch.no_grad()
@@ -212,6 +251,10 @@ class PixelFade(Protector):
         return ProtectionResult(images=protected, distance=distance,
                                 constraint_met=distance <= limits,
                                 replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)))
+
+
+TARGETS = ("noise", "zeros", "other", "contrastive")
+REPLACEMENTS = ("replace", "perturb", "l1")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,364 @@
+"""Recovery (reconstruction) attack on protected images, after the official PixelFade code.
+
+Threat model: the attacker sends a public dataset through the black-box privacy service, so it
+holds (protected, original) pairs; it trains an image-to-image network (the pix2pix U-Net of
+:mod:`.unet`) with an L1 loss to invert the protection, then applies it to the victims'
+protected images. Attacker and victim folders are ``protect`` outputs (PNG files +
+``manifest.json``) and may come from different datasets.
+
+Metrics are reported two ways (:func:`recovery_metrics`):
+
+* ``"pixel"``: PSNR / SSIM per image between recovered and original pixels in [0, 1] (the honest
+  headline);
+* ``"official"``: the official code's way: both batches ImageNet-normalised, then each batch of
+  ``batch_size`` images min-max rescaled to [0, 1] on its own (recovered and original separately,
+  one global min / max over all images and channels) before the same per-image PSNR / SSIM. The
+  rescaling stretches contrast differently on both sides, so these numbers are not pixel-space
+  fidelity.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..io import atomic_torch_save, atomic_write_bytes, atomic_write_json, to_uint8
+from ..metrics.privacy import psnr, ssim
+from ..models import IMAGENET_MEAN, IMAGENET_STD
+from ..store import load_image_tensor, load_manifest
+from .unet import UNet, max_depth
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
+           "recovery_metrics", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
+
+ATTACK_JSON = "attack.json"
+GRID_PNG = "recovery_grid.png"
+WEIGHTS = "unet.pth"
+#: Most victims shown in the recovery grid.
+GRID_IMAGES = 8
+
+
+def _manifest(folder: str) -> dict:
+    manifest = load_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"{folder}: no manifest.json; run `protect` first")
+    if not manifest.get("images"):
+        raise ValueError(f"{folder}: the manifest lists no protected images")
+    return manifest
+
+
+def pairs_from_protected(folder: str) -> tuple[list[str], list[str]]:
+    """Paths of the protected images of a ``protect`` output folder and of their originals.
+
+    Originals are ``manifest["source_root"] / entry["source"]``; pairs are sorted by the protected
+    image's relative path.
+
+    Returns:
+        ``(protected_paths, original_paths)``, two lists of equal length.
+
+    Raises:
+        FileNotFoundError: if ``folder`` holds no ``manifest.json``.
+        ValueError: if the manifest lists no images.
+    """
+    manifest = _manifest(folder)
+    keys = sorted(manifest["images"])
+    return ([os.path.join(folder, key) for key in keys],
+            [os.path.join(manifest["source_root"], manifest["images"][key]["source"])
+             for key in keys])
+
+
+def _stack(paths: Sequence[str], height: int, width: int) -> torch.Tensor:
+    return torch.stack([load_image_tensor(path, height, width) for path in paths])
+
+
+def load_pairs(folder: str, height: int | None = None, width: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loads the (protected, original) pairs of a ``protect`` output folder.
+
+    Args:
+        folder: a ``protect`` output folder.
+        height, width: size to load at (bilinear resize); None = the size stored in the manifest.
+
+    Returns:
+        ``(protected, originals)``: float tensors ``(N, 3, H, W)`` in [0, 1].
+
+    Raises:
+        FileNotFoundError: without a manifest. ImageReadError: naming an unreadable image.
+    """
+    manifest = _manifest(folder)
+    height = height or manifest["settings"]["height"]
+    width = width or manifest["settings"]["width"]
+    protected_paths, original_paths = pairs_from_protected(folder)
+    return _stack(protected_paths, height, width), _stack(original_paths, height, width)
+
+
+def _check_pairs(protected: torch.Tensor, originals: torch.Tensor) -> None:
+    if protected.dim() != 4 or protected.shape[1] != 3 or len(protected) == 0:
+        raise ValueError(f"protected: expected a non-empty (N, 3, H, W) tensor, got shape "
+                         f"{tuple(protected.shape)}")
+    if protected.shape != originals.shape:
+        raise ValueError(f"protected and originals must have the same shape, got "
+                         f"{tuple(protected.shape)} vs {tuple(originals.shape)}")
+
+
+def _train_epoch(net: UNet, optimizer: torch.optim.Optimizer, protected: torch.Tensor,
+                 originals: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> float:
+    """One pass over shuffled pairs; returns the mean L1 loss per image."""
+    order = torch.randperm(len(protected), generator=generator)
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        inputs, targets = protected[index].to(device), originals[index].to(device)
+        loss = torch.nn.functional.l1_loss(net(inputs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(index)
+    return total / len(order)
+
+
+def _new_unet(width: int, depth: int, seed: int) -> UNet:
+    """A freshly initialised UNet; the global RNG is used under a seed and then restored."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet(width=width, depth=depth)
+
+
+def train_recovery(protected: torch.Tensor, originals: torch.Tensor, width: int = 64,
+                   depth: int | None = None, epochs: int = 100, batch_size: int = 16,
+                   lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+                   progress: bool = True) -> UNet:
+    """Trains a U-Net to map protected images back to their originals (L1 loss, Adam).
+
+    Args:
+        protected: ``(N, 3, H, W)`` protected pixel images in [0, 1] (any device).
+        originals: same shape, the originals in [0, 1].
+        width: U-Net base width (pix2pix ``ngf``; 64 officially).
+        depth: U-Net down-samplings; None = the largest depth <= 7 dividing H and W.
+        epochs: passes over the pairs (100 in the paper).
+        batch_size: pairs per optimiser step (the last batch may be smaller).
+        lr: Adam learning rate (default betas).
+        seed: seeds the weight initialisation and the shuffling (a local ``torch.Generator``; the
+            global RNG state is left as it was).
+        device: where the network is trained; batches are moved there.
+        progress: show a tqdm bar over epochs.
+
+    Returns:
+        The trained :class:`UNet` on ``device``, in eval mode.
+
+    Raises:
+        ValueError: for bad shapes, ``epochs < 0``, ``batch_size < 1`` or a size that ``depth``
+            does not divide.
+    """
+    _check_pairs(protected, originals)
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    height, image_width = protected.shape[-2:]
+    depth = max_depth(height, image_width) if depth is None else depth
+    net = _new_unet(width, depth, seed).to(device)
+    net.check_size(height, image_width)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    net.train()
+    for epoch in tqdm(range(epochs), desc="recovery attack", unit="epoch", disable=not progress):
+        loss = _train_epoch(net, optimizer, protected, originals, batch_size, generator,
+                            torch.device(device))
+        logger.info("recovery epoch %d/%d: L1 %.4f", epoch + 1, epochs, loss)
+    return net.eval()
+
+
+@torch.no_grad()
+def recover(net: UNet, protected: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Applies a trained U-Net in eval mode, batch by batch, without gradients.
+
+    Args:
+        net: a trained :class:`UNet` (left in eval mode).
+        protected: ``(N, 3, H, W)`` protected pixel images in [0, 1].
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, 3, H, W)`` recovered pixel images in [0, 1], on ``protected``'s device.
+    """
+    if protected.dim() != 4:
+        raise ValueError(f"protected: expected (N, 3, H, W), got {tuple(protected.shape)}")
+    net.eval()
+    device = next(net.parameters()).device
+    outputs = [net(protected[start:start + batch_size].to(device)).to(protected.device)
+               for start in range(0, len(protected), batch_size)]
+    return torch.cat(outputs) if outputs else protected.new_empty(protected.shape)
+
+
+def _minmax(batch: torch.Tensor) -> torch.Tensor:
+    """Rescales a whole tensor to [0, 1] with one global min and max (a constant gives 0)."""
+    low, high = batch.min(), batch.max()
+    return (batch - low) / (high - low).clamp_min(1e-12)
+
+
+def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    psnrs, ssims = [], []
+    for start in range(0, len(recovered), batch_size):
+        rec = _minmax((recovered[start:start + batch_size].double() - mean) / std)
+        ori = _minmax((originals[start:start + batch_size].double() - mean) / std)
+        psnrs.append(psnr(rec, ori))
+        ssims.append(ssim(rec, ori))
+    return np.concatenate(psnrs), np.concatenate(ssims)
+
+
+def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int = 20
+                     ) -> dict:
+    """PSNR / SSIM of recovered images against their originals, in pixel space and the official way.
+
+    Args:
+        recovered: ``(N, 3, H, W)`` recovered pixel images in [0, 1] (H, W >= 11 for SSIM).
+        originals: same shape, the originals in [0, 1].
+        batch_size: batch size of the official per-batch min-max rescaling (20 in the official
+            test loader); only ``"official"`` depends on it.
+
+    Returns:
+        ``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}}``: means over the N images
+        (PSNR in dB, capped at 100 for identical images).
+
+    Raises:
+        ValueError: for bad or different shapes, or ``batch_size < 1``.
+    """
+    _check_pairs(recovered, originals)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    recovered, originals = recovered.detach().cpu(), originals.detach().cpu()
+    official_psnr, official_ssim = _official_scores(recovered, originals, batch_size)
+    return {"pixel": {"psnr": float(np.mean(psnr(recovered, originals))),
+                      "ssim": float(np.mean(ssim(recovered, originals)))},
+            "official": {"psnr": float(np.mean(official_psnr)),
+                         "ssim": float(np.mean(official_ssim))}}
+
+
+def write_grid(rows: Sequence[torch.Tensor], path: str) -> None:
+    """Writes a PNG grid, one row per ``(K, 3, H, W)`` tensor in [0, 1], 2-px white margins."""
+    count, (height, width) = len(rows[0]), rows[0].shape[-2:]
+    grid = Image.new("RGB", (count * (width + 4), len(rows) * (height + 4)), "white")
+    for row, images in enumerate(rows):
+        for column, image in enumerate(images):
+            grid.paste(Image.fromarray(to_uint8(image)),
+                       (column * (width + 4) + 2, row * (height + 4) + 2))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _grid_index(count: int) -> torch.Tensor:
+    """Up to :data:`GRID_IMAGES` indices spread evenly over ``count`` images."""
+    return torch.linspace(0, count - 1, min(count, GRID_IMAGES)).round().long().unique()
+
+
+def _folder_info(folder: str) -> dict:
+    manifest = _manifest(folder)
+    return {"folder": os.path.abspath(folder), "source_root": manifest["source_root"],
+            "settings": manifest["settings"], "num_images": len(manifest["images"])}
+
+
+def _reusable(out_dir: str, training: dict) -> bool:
+    """Whether ``out_dir`` holds weights trained with exactly ``training`` settings."""
+    path = os.path.join(out_dir, ATTACK_JSON)
+    if not os.path.exists(os.path.join(out_dir, WEIGHTS)) or not os.path.exists(path):
+        return False
+    import json
+    with open(path) as handle:
+        try:
+            return json.load(handle).get("training") == training
+        except json.JSONDecodeError:
+            return False
+
+
+def _trained_unet(out_dir: str, training: dict, protected: torch.Tensor,
+                  originals: torch.Tensor, device: str | torch.device, progress: bool) -> UNet:
+    """Loads ``unet.pth`` when trained with the same settings, else trains and saves it."""
+    weights = os.path.join(out_dir, WEIGHTS)
+    if _reusable(out_dir, training):
+        logger.info("reusing %s (same training settings)", weights)
+        net = UNet(width=training["width"], depth=training["depth"])
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return net.to(device).eval()
+    began = time.perf_counter()
+    net = train_recovery(protected, originals, width=training["width"], depth=training["depth"],
+                         epochs=training["epochs"], batch_size=training["batch_size"],
+                         lr=training["lr"], seed=training["seed"], device=device,
+                         progress=progress)
+    atomic_torch_save(net.state_dict(), weights)
+    # record the settings at once, so an interrupted run resumes without retraining
+    atomic_write_json(os.path.join(out_dir, ATTACK_JSON),
+                      {"training": training, "seconds_training": time.perf_counter() - began})
+    return net
+
+
+def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: int = 64,
+               depth: int | None = None, epochs: int = 100, batch_size: int = 16,
+               lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+               progress: bool = True) -> dict:
+    """Trains the recovery U-Net on the attacker's pairs and attacks the victims' images.
+
+    Attacker images are loaded at the attacker manifest's size, victim images at the victim
+    manifest's size (both must be divisible by ``2 ** depth``). Writes into ``out_dir``:
+    ``attack.json`` (the returned dictionary), ``recovery_grid.png`` (rows: protected, recovered,
+    original for up to 8 victims) and ``unet.pth`` (the trained state dict). When ``unet.pth``
+    exists and ``attack.json`` records the same training settings, the weights are reused.
+
+    Args:
+        attacker_folder: ``protect`` output folder whose pairs the attacker trains on.
+        victim_folder: ``protect`` output folder of the victims (any dataset).
+        out_dir: output folder (created if needed).
+        width, depth, epochs, batch_size, lr, seed, device, progress: see :func:`train_recovery`.
+
+    Returns:
+        ``{"metrics", "protected_vs_original", "num_train_pairs", "num_victims", "epochs",
+        "width", "depth", "batch_size", "lr", "seed", "attacker", "victim", "training",
+        "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
+        :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
+        for reference); ``attacker`` / ``victim`` hold each folder's absolute path, source root,
+        manifest settings and image count.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
+    train_protected, train_originals = load_pairs(attacker_folder)
+    height, image_width = train_protected.shape[-2:]
+    depth = max_depth(height, image_width) if depth is None else depth
+    training = {"attacker": attacker, "num_train_pairs": len(train_protected),
+                "image_size": [height, image_width], "width": width, "depth": depth,
+                "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    reused = _reusable(out_dir, training)
+    net = _trained_unet(out_dir, training, train_protected, train_originals, device, progress)
+    del train_protected, train_originals
+    protected, originals = load_pairs(victim_folder)
+    if protected.shape[-2:] != (height, image_width):
+        logger.warning("victim images are %dx%d, attacker images %dx%d",
+                       *protected.shape[-2:], height, image_width)
+    recovered = recover(net, protected)
+    result = {"metrics": recovery_metrics(recovered, originals),
+              "protected_vs_original": recovery_metrics(protected, originals),
+              "num_train_pairs": len(training and training["attacker"] and [0]) * 0
+              + training["num_train_pairs"], "num_victims": len(protected), "epochs": epochs,
+              "width": width, "depth": depth, "batch_size": batch_size, "lr": lr, "seed": seed,
+              "attacker": attacker, "victim": victim, "training": training,
+              "reused_weights": reused}
+    index = _grid_index(len(protected))
+    write_grid([protected[index], recovered[index], originals[index]],
+               os.path.join(out_dir, GRID_PNG))
+    atomic_write_json(os.path.join(out_dir, ATTACK_JSON), result)
+    logger.info("recovery attack: pixel PSNR %.2f dB SSIM %.3f (protected vs original: %.2f dB, "
+                "%.3f); results in %s", result["metrics"]["pixel"]["psnr"],
+                result["metrics"]["pixel"]["ssim"],
+                result["protected_vs_original"]["pixel"]["psnr"],
+                result["protected_vs_original"]["pixel"]["ssim"], out_dir)
+    return result
