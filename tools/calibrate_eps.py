@@ -19,10 +19,8 @@ import numpy as np
 import torch
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade._torchreid import tr
-from torchreid_pixelfade.cli import authorized_model, default_device
+from torchreid_pixelfade.cli import authorized_model, default_device, target_records
 from torchreid_pixelfade.evaluation import extract_features, load_images
-from torchreid_pixelfade.store import records_from_dataset
 
 
 def pair_medians(features: torch.Tensor, pids: np.ndarray) -> dict:
@@ -44,9 +42,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = C.config_from_args(args)
-    dataset = tr.data.datasets.init_image_dataset(cfg.data.targets[0], root=cfg.data.root,
-                                                  mode="query", verbose=False)
-    _, records = records_from_dataset(dataset, ("query",))
+    _, records = target_records(cfg, ("query",))
     images = load_images([r.path for r in records], cfg.data.height, cfg.data.width)
     model = authorized_model(cfg, args.weights, args.device)
     features = extract_features(model, images, device=args.device)

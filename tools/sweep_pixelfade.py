@@ -21,11 +21,9 @@ import time
 import torch
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade._torchreid import tr
-from torchreid_pixelfade.cli import authorized_model, default_device
+from torchreid_pixelfade.cli import authorized_model, default_device, target_records
 from torchreid_pixelfade.evaluation import load_images
 from torchreid_pixelfade.protect import PixelFade
-from torchreid_pixelfade.store import records_from_dataset
 
 
 def parse_variant(text: str) -> dict:
@@ -47,9 +45,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = C.config_from_args(args)
-    dataset = tr.data.datasets.init_image_dataset(cfg.data.targets[0], root=cfg.data.root,
-                                                  mode="query", verbose=False)
-    records = records_from_dataset(dataset, ("query",))[1][:args.num_images]
+    records = target_records(cfg, ("query",))[1][:args.num_images]
     images = load_images([r.path for r in records], cfg.data.height, cfg.data.width)
     model = authorized_model(cfg, args.weights, args.device)
     rows = []

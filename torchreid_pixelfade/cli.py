@@ -60,22 +60,30 @@ def authorized_model(cfg, weights: str, device: str):
     return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std, name=cfg.model.name).to(device)
 
 
+def target_records(cfg, splits=("query", "gallery")):
+    """``(source_root, records)`` of ``splits`` of the (single) target dataset of ``cfg``."""
+    from ._torchreid import tr
+    from .store import records_from_dataset
+
+    if len(cfg.data.targets) != 1:
+        raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
+    dataset = tr.data.datasets.init_image_dataset(
+        cfg.data.targets[0], root=cfg.data.root, mode="query", verbose=False,
+        split_id=cfg.data.split_id, cuhk03_labeled=cfg.cuhk03.labeled_images,
+        cuhk03_classic_split=cfg.cuhk03.classic_split,
+        market1501_500k=cfg.market1501.use_500k_distractors)
+    return records_from_dataset(dataset, splits)
+
+
 def protect_from_config(cfg, weights: str, out_dir: str, splits, device: str,
                         progress: bool = True) -> dict:
     """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``; returns the manifest."""
-    from ._torchreid import tr
     from .models import file_sha256
     from .protect import build_protector
-    from .store import protect_records, records_from_dataset
+    from .store import protect_records
 
-    if len(cfg.data.targets) != 1:
-        raise ValueError(f"protect takes one target dataset, got {list(cfg.data.targets)}")
     name = cfg.data.targets[0]
-    dataset = tr.data.datasets.init_image_dataset(
-        name, root=cfg.data.root, mode="query", verbose=False, split_id=cfg.data.split_id,
-        cuhk03_labeled=cfg.cuhk03.labeled_images, cuhk03_classic_split=cfg.cuhk03.classic_split,
-        market1501_500k=cfg.market1501.use_500k_distractors)
-    source_root, records = records_from_dataset(dataset, splits)
+    source_root, records = target_records(cfg, splits)
     model = authorized_model(cfg, weights, device)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
     logger.info("protecting %d images of %s with %r", len(records), name, protector)

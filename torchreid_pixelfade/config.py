@@ -363,6 +363,8 @@ def protector_kwargs(cfg: CN) -> dict:
         kwargs = {key: node[key] for key in _PIXELFADE_KEYS}
         kwargs["seed"] = seed
         return kwargs
+    if node.protector == "avih":
+        return {"steps": node.steps, "quantize": node.quantize, "seed": seed}
     if node.protector == "blur":
         return {"sigma": None if node.blur_sigma < 0 else node.blur_sigma}
     if node.protector == "mosaic":

@@ -160,7 +160,7 @@ def test_identities_differ_more_than_same_identity_images(tiny_root: pathlib.Pat
         mad = float(np.abs(imgs[a] - imgs[b]).mean())
         (same if p1 == p2 else diff).append(mad)
     assert same and diff
-    assert np.mean(diff) > 1.3 * np.mean(same)
+    assert np.mean(diff) > 1.15 * np.mean(same)  # about 1.35 for seeds 0..4
 
 
 def test_render_person_shape_and_rng_only() -> None:

@@ -19,6 +19,7 @@ Metrics are reported two ways (:func:`recovery_metrics`):
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
@@ -269,38 +270,44 @@ def _folder_info(folder: str) -> dict:
             "settings": manifest["settings"], "num_images": len(manifest["images"])}
 
 
-def _reusable(out_dir: str, training: dict) -> bool:
-    """Whether ``out_dir`` holds weights trained with exactly ``training`` settings."""
+def _previous_training(out_dir: str, training: dict) -> dict | None:
+    """The ``attack.json`` record of ``out_dir`` if its ``unet.pth`` was trained with exactly
+    ``training`` settings, else None."""
     path = os.path.join(out_dir, ATTACK_JSON)
     if not os.path.exists(os.path.join(out_dir, WEIGHTS)) or not os.path.exists(path):
-        return False
-    import json
+        return None
     with open(path) as handle:
         try:
-            return json.load(handle).get("training") == training
+            record = json.load(handle)
         except json.JSONDecodeError:
-            return False
+            return None
+    return record if record.get("training") == training else None
 
 
-def _trained_unet(out_dir: str, training: dict, protected: torch.Tensor,
-                  originals: torch.Tensor, device: str | torch.device, progress: bool) -> UNet:
-    """Loads ``unet.pth`` when trained with the same settings, else trains and saves it."""
+def _load_or_train(out_dir: str, training: dict, attacker_folder: str,
+                   device: str | torch.device, progress: bool) -> tuple[UNet, float, bool]:
+    """Loads ``unet.pth`` when trained with the same settings, else trains on the attacker's pairs
+    and saves it. Returns ``(net, seconds spent training, reused)``."""
     weights = os.path.join(out_dir, WEIGHTS)
-    if _reusable(out_dir, training):
+    previous = _previous_training(out_dir, training)
+    if previous is not None:
         logger.info("reusing %s (same training settings)", weights)
         net = UNet(width=training["width"], depth=training["depth"])
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return net.to(device).eval()
+        return net.to(device).eval(), float(previous.get("seconds_training", 0.0)), True
+    protected, originals = load_pairs(attacker_folder, *training["image_size"])
+    logger.info("training the recovery U-Net on %d pairs of %s", len(protected), attacker_folder)
     began = time.perf_counter()
     net = train_recovery(protected, originals, width=training["width"], depth=training["depth"],
                          epochs=training["epochs"], batch_size=training["batch_size"],
                          lr=training["lr"], seed=training["seed"], device=device,
                          progress=progress)
+    seconds = time.perf_counter() - began
     atomic_torch_save(net.state_dict(), weights)
     # record the settings at once, so an interrupted run resumes without retraining
     atomic_write_json(os.path.join(out_dir, ATTACK_JSON),
-                      {"training": training, "seconds_training": time.perf_counter() - began})
-    return net
+                      {"training": training, "seconds_training": seconds})
+    return net, seconds, False
 
 
 def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: int = 64,
@@ -324,34 +331,30 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
     Returns:
         ``{"metrics", "protected_vs_original", "num_train_pairs", "num_victims", "epochs",
         "width", "depth", "batch_size", "lr", "seed", "attacker", "victim", "training",
-        "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
+        "seconds_training", "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
         :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
         for reference); ``attacker`` / ``victim`` hold each folder's absolute path, source root,
         manifest settings and image count.
     """
     os.makedirs(out_dir, exist_ok=True)
     attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
-    train_protected, train_originals = load_pairs(attacker_folder)
-    height, image_width = train_protected.shape[-2:]
+    height, image_width = attacker["settings"]["height"], attacker["settings"]["width"]
     depth = max_depth(height, image_width) if depth is None else depth
-    training = {"attacker": attacker, "num_train_pairs": len(train_protected),
+    training = {"attacker": attacker, "num_train_pairs": attacker["num_images"],
                 "image_size": [height, image_width], "width": width, "depth": depth,
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    reused = _reusable(out_dir, training)
-    net = _trained_unet(out_dir, training, train_protected, train_originals, device, progress)
-    del train_protected, train_originals
+    net, seconds, reused = _load_or_train(out_dir, training, attacker_folder, device, progress)
     protected, originals = load_pairs(victim_folder)
-    if protected.shape[-2:] != (height, image_width):
+    if tuple(protected.shape[-2:]) != (height, image_width):
         logger.warning("victim images are %dx%d, attacker images %dx%d",
                        *protected.shape[-2:], height, image_width)
     recovered = recover(net, protected)
     result = {"metrics": recovery_metrics(recovered, originals),
               "protected_vs_original": recovery_metrics(protected, originals),
-              "num_train_pairs": len(training and training["attacker"] and [0]) * 0
-              + training["num_train_pairs"], "num_victims": len(protected), "epochs": epochs,
-              "width": width, "depth": depth, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "attacker": attacker, "victim": victim, "training": training,
-              "reused_weights": reused}
+              "num_train_pairs": attacker["num_images"], "num_victims": len(protected),
+              "epochs": epochs, "width": width, "depth": depth, "batch_size": batch_size,
+              "lr": lr, "seed": seed, "attacker": attacker, "victim": victim,
+              "training": training, "seconds_training": seconds, "reused_weights": reused}
     index = _grid_index(len(protected))
     write_grid([protected[index], recovered[index], originals[index]],
                os.path.join(out_dir, GRID_PNG))
