@@ -206,6 +206,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Recovery attack: trains a U-Net on the attacker's pairs, recovers the victims' images."""
+    from .attack import run_attack
+
+    result = run_attack(args.attacker, args.victim, args.output, width=args.width,
+                        depth=args.depth, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr, seed=args.seed, device=args.device,
+                        progress=not args.no_progress)
+    for name in ("metrics", "protected_vs_original"):
+        logger.info("%s: %s", name, result[name])
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
 
@@ -241,6 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
     demo.add_argument("--output", default="pixelfade-demo", help="output folder")
     demo.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+
+    attack = commands.add_parser("attack", help="recovery attack: train a U-Net on (protected, "
+                                                "original) pairs, recover victims' images")
+    _common(attack)
+    attack.add_argument("--attacker", required=True, help="protect folder the attacker trains on")
+    attack.add_argument("--victim", required=True, help="protect folder of the victims")
+    attack.add_argument("--output", required=True, help="output folder (attack.json, unet.pth)")
+    attack.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
+    attack.add_argument("--width", type=int, default=64, help="U-Net base width (default 64)")
+    attack.add_argument("--depth", type=int, default=None,
+                        help="U-Net down-samplings (default: largest <= 7 dividing the size)")
+    attack.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    attack.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    attack.add_argument("--seed", type=int, default=0, help="initialisation/shuffling seed")
+    attack.add_argument("--no-progress", action="store_true", help="no progress bar")
+    attack.set_defaults(func=cmd_attack)
 
     for sub, func in ((train, cmd_train), (run, cmd_run), (protect, cmd_protect),
                       (evaluate, cmd_evaluate)):
