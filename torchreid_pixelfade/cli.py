@@ -1,4 +1,4 @@
-"""The ``torchreid-pixelfade`` command line: train, protect, evaluate, demo.
+"""The ``torchreid-pixelfade`` command line: train, run, protect, evaluate, attack, demo.
 
 Each command parses torchreid-style arguments (``--config-file``, ``--root``, ``-s``, ``-t``,
 trailing ``KEY VALUE`` overrides), builds a frozen config and hands plain keyword arguments to
