@@ -75,15 +75,31 @@ def target_records(cfg, splits=("query", "gallery")):
     return records_from_dataset(dataset, splits)
 
 
+def evenly_spaced(records: list, limit: int | None) -> list:
+    """At most ``limit`` records per split, evenly spaced (deterministic; spans identities)."""
+    if not limit:
+        return records
+    chosen = []
+    for split in dict.fromkeys(r.split for r in records):
+        items = [r for r in records if r.split == split]
+        step = max(1, len(items) / limit)
+        chosen += [items[int(i * step)] for i in range(min(limit, len(items)))]
+    return chosen
+
+
 def protect_from_config(cfg, weights: str, out_dir: str, splits, device: str,
-                        progress: bool = True) -> dict:
-    """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``; returns the manifest."""
+                        progress: bool = True, limit: int | None = None) -> dict:
+    """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``; returns the manifest.
+
+    ``limit`` keeps at most that many images per split (evenly spaced), e.g. an attacker's subset.
+    """
     from .models import file_sha256
     from .protect import build_protector
     from .store import protect_records
 
     name = cfg.data.targets[0]
     source_root, records = target_records(cfg, splits)
+    records = evenly_spaced(records, limit)
     model = authorized_model(cfg, weights, device)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
     logger.info("protecting %d images of %s with %r", len(records), name, protector)
@@ -187,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_protect(args: argparse.Namespace) -> int:
     cfg = C.config_from_args(args)
     manifest = protect_from_config(cfg, args.weights, args.output, args.splits, args.device,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, limit=args.max_images)
     logger.info("%d images protected in %s (%d skipped)", len(manifest["images"]), args.output,
                 len(manifest["skipped"]))
     return 0
@@ -219,6 +235,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Protectors side by side: Re-ID (Table 1), privacy and recovery attack (Table 2)."""
+    from .report import ABLATION_ROWS, AttackSettings, run_report
+
+    cfg = C.config_from_args(args)
+    rows = list(args.rows) + (list(ABLATION_ROWS) if args.ablations else [])
+    attack = AttackSettings(train_images=args.attack_train_images, epochs=args.attack_epochs,
+                            width=args.attack_width)
+    run_report(cfg, args.weights, args.output, rows, attack, device=args.device)
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device(), help="cpu or cuda (default: auto)")
 
@@ -242,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument("--output", required=True, help="output folder")
     protect.add_argument("--splits", nargs="+", default=["query", "gallery"],
                          choices=["train", "query", "gallery"], help="splits to protect")
+    protect.add_argument("--max-images", type=int, default=None,
+                         help="at most N images per split, evenly spaced (default: all)")
     protect.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="Re-ID (4 settings) and privacy metrics")
@@ -271,8 +301,23 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--no-progress", action="store_true", help="no progress bar")
     attack.set_defaults(func=cmd_attack)
 
+    report = commands.add_parser("report", help="protectors side by side: Re-ID, privacy and "
+                                                "recovery attack (paper Tables 1-4, Fig. 3)")
+    _common(report)
+    report.add_argument("--weights", required=True, help="authorised model weights")
+    report.add_argument("--output", required=True, help="output folder (resumable)")
+    report.add_argument("--rows", nargs="+", default=["identity", "blur", "mosaic", "avih",
+                                                      "pixelfade"],
+                        help="protectors, optionally with options: pixelfade:noise_weight=0.6")
+    report.add_argument("--ablations", action="store_true",
+                        help="add the PixelFade ablation rows of Tables 3 and 4")
+    report.add_argument("--attack-train-images", type=int, default=1000,
+                        help="attacker's pairs: train images, evenly spaced (default 1000)")
+    report.add_argument("--attack-epochs", type=int, default=20)
+    report.add_argument("--attack-width", type=int, default=16, help="U-Net base width")
+
     for sub, func in ((train, cmd_train), (run, cmd_run), (protect, cmd_protect),
-                      (evaluate, cmd_evaluate)):
+                      (evaluate, cmd_evaluate), (report, cmd_report)):
         C.add_torchreid_arguments(sub)
         sub.set_defaults(func=func)
     demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,47 @@
+import json
+import os
+
+import pytest
+import torch
+
+from torchreid_pixelfade import config as C
+from torchreid_pixelfade.models import build_reid_model
+from torchreid_pixelfade.report import AttackSettings, parse_row, run_report
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "osnet_x0_25_128x64.yaml")
+
+
+def test_parse_row():
+    assert parse_row("blur") == ("blur", ["pixelfade.protector", "blur"])
+    assert parse_row("pixelfade:noise_weight=0.6,target='zeros'")[1] == [
+        "pixelfade.protector", "pixelfade", "pixelfade.noise_weight", "0.6",
+        "pixelfade.target", "zeros"]
+
+
+@pytest.mark.slow
+def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
+    cfg = C.get_default_config()
+    C.merge_file(cfg, CONFIG)
+    C.merge_opts(cfg, ["data.root", tiny_market, "data.height", "64", "data.width", "32",
+                       "pixelfade.steps", "3", "pixelfade.seed", "0"])
+    cfg.freeze()
+    rows = ["identity", "mosaic", "avih", "pixelfade", "pixelfade:noise_weight=0.5"]
+    out = tmp_path / "report"
+    attack = AttackSettings(train_images=8, epochs=1, width=4, batch_size=4)
+    results = run_report(cfg, weights, str(out), rows, attack)
+    assert [r["row"] for r in results] == rows
+    table = (out / "report.md").read_text()
+    assert "| pixelfade:noise_weight=0.5 |" in table and "recovered SSIM" in table
+    assert (out / "figure.png").exists()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved[0]["settings"]["O2O"] == saved[0]["settings"]["P2P"]  # identity row
+    assert saved[0]["privacy"]["ssim"] == pytest.approx(1.0)
+    manifest = json.loads((out / "pixelfade" / "train" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 8  # the attacker's subset of the train split
+    # a second run reuses everything: no image is protected again
+    mtime = os.stat(out / "pixelfade" / "test" / "manifest.json").st_mtime_ns
+    run_report(cfg, weights, str(out), rows, attack)
+    assert os.stat(out / "pixelfade" / "test" / "manifest.json").st_mtime_ns == mtime

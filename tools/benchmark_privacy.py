@@ -1,0 +1,12 @@
+"""Privacy report (paper Tables 1-4, Figure 3); same as ``torchreid-pixelfade report``.
+
+    python tools/benchmark_privacy.py --config-file configs/osnet_x0_25_128x64.yaml \
+        --root ../shared/data/cuhk03-detected --weights runs/osnet/model.pth --output report/ \
+        [--rows identity blur mosaic avih pixelfade] [--ablations] [--attack-epochs 20]
+"""
+import sys
+
+from torchreid_pixelfade.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["report", *sys.argv[1:]]))
