@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from torchreid_pixelfade._torchreid import tr
@@ -42,3 +44,15 @@ def test_labels_come_from_the_manifest(protected_dir, tiny_records):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         ProtectedImageDataset(root=str(tmp_path))
+
+
+def test_damaged_protected_file_is_a_clear_error_not_a_hang(protected_dir, tmp_path):
+    import shutil
+    from torchreid_pixelfade.io import ImageReadError
+    copy = tmp_path / "copy"
+    shutil.copytree(protected_dir, copy)
+    dataset = ProtectedImageDataset(root=str(copy), mode="query", verbose=False)
+    path = dataset.data[0][0]
+    open(path, "wb").write(b"broken")
+    with pytest.raises(ImageReadError, match=os.path.basename(path)):
+        dataset[0]

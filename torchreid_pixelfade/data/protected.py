@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from .._torchreid import tr
+from ..io import read_image
 from ..store import MANIFEST, load_manifest
 
 DATASET_NAME = "pixelfade_protected"
@@ -54,6 +55,15 @@ class ProtectedImageDataset(tr.data.ImageDataset):
                              f"{len(query)} and {len(gallery)}")
         train = _relabel(_split_items(self.root, manifest, "train") or gallery)
         super().__init__(train, query, gallery, **kwargs)
+
+    def __getitem__(self, index: int) -> dict:
+        """torchreid's item, read with a clear error for a damaged file (torchreid's own
+        ``read_image`` retries forever)."""
+        path, pid, camid, dsetid = self.data[index]
+        image = read_image(path)
+        if self.transform is not None:
+            image = self._transform_image(self.transform, self.k_tfm, image)
+        return {"img": image, "pid": pid, "camid": camid, "impath": path, "dsetid": dsetid}
 
 
 def register_datasets() -> None:
