@@ -50,6 +50,7 @@ class ProtectionOptions:
         batch_size: images per protector call.
         report_setting: the setting whose (Rank-1, mAP) ``_evaluate`` returns.
         skip_corrupt: skip unreadable images instead of failing.
+        progress: show a progress bar while protecting.
     """
 
     protector: str | Protector = "pixelfade"
@@ -59,6 +60,7 @@ class ProtectionOptions:
     batch_size: int = 32
     report_setting: str = "P2P"
     skip_corrupt: bool = False
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.report_setting not in SETTINGS:
@@ -151,9 +153,11 @@ class PixelFadeEvalMixin:
             out_dir = os.path.join(options.cache_dir, dataset_name, key)
             source_root, records = records_from_items(
                 {side: loaders[side].dataset.data for side in options.protect})
+            logger.info("%s: protecting %d images with %r into %s", dataset_name, len(records),
+                        protector, out_dir)
             manifest = protect_records(protector, records, out_dir, settings, source_root,
                                        height, width, options.batch_size, self._model_device(),
-                                       options.skip_corrupt, progress=False)
+                                       options.skip_corrupt, progress=options.progress)
         return out_dir, manifest
 
     def _privacy(self, out_dir: str, manifest: dict) -> dict:
