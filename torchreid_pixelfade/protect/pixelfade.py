@@ -19,15 +19,11 @@ import dataclasses
 
 import torch
 
+from ..io import quantize as quantize_8bit
 from ..models import AuthorizedModel
 from .base import (ProtectionResult, Protector, check_images, feature_distance, make_generator,
                    register_protector)
 from .masks import random_mask_ids, replace_values
-
-
-def _straight_through_8bit(pixels: torch.Tensor) -> torch.Tensor:
-    """Forward: the 8-bit rounded image, as stored; backward: identity."""
-    return pixels + (pixels.clamp(0, 1).mul(255).round().div(255) - pixels).detach()
 
 
 @dataclasses.dataclass
@@ -141,10 +137,13 @@ class PixelFade(Protector):
         return self._generators[device]
 
     def _features(self, z: torch.Tensor) -> torch.Tensor:
-        pixels = self.model.denormalize(z)
+        """Features of ``z``; with ``quantize`` of its 8-bit rounded image, as stored, with a
+        straight-through gradient (one addition in the autograd graph)."""
         if self.quantize:
-            pixels = _straight_through_8bit(pixels)
-        return self.model(pixels)
+            with torch.no_grad():
+                offset = self.model.normalize(quantize_8bit(self.model.denormalize(z))) - z
+            z = z + offset
+        return self.model.forward_normalized(z)
 
     def _limits(self, reference: torch.Tensor) -> torch.Tensor:
         """Per-image bound on the distance, ``(B,)``."""
@@ -203,15 +202,14 @@ class PixelFade(Protector):
         if self.replacement == "l1":
             loss = loss + self.l1_weight * (z - target).abs().mean(dim=(1, 2, 3)).sum()
         grad, = torch.autograd.grad(loss, z)
-        grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        state.momentum = self.momentum * state.momentum + grad
+        grad.div_(grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min_(1e-12))
+        state.momentum.mul_(self.momentum).add_(grad)
         replace_allowed = t < self.steps - self.no_replace_last
         satisfied = self._satisfied(distance.detach(), limits) & replace_allowed
         step = torch.where(satisfied, self.beta, self.beta_temp).view(-1, 1, 1, 1)
         if not self.co_every_step and t >= self.warmup_steps:
             step = step * (~satisfied).view(-1, 1, 1, 1)
-        state.z = torch.maximum(torch.minimum(z.detach() - step * state.momentum, bounds[1]),
-                                bounds[0])
+        state.z = z.detach().sub_(step * state.momentum).clamp_(bounds[0], bounds[1])
         state.satisfied = satisfied
 
     # ------------------------------------------------------------------ public
