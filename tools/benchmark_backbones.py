@@ -2,12 +2,12 @@
 
 For each torchreid backbone (any factory name), the authorised model is loaded from
 ``--weights-dir/<name>.pth`` or trained with torchreid's engine (``OUT/<name>/train/model.pth``,
-reused when present), then query and gallery (at most ``--max-images`` per split, evenly spaced)
-are protected with each protector and evaluated from the stored images. Writes
+reused when present), then query and gallery (all images of the first ``--max-ids`` test
+identities) are protected with each protector and evaluated from the stored images. Writes
 ``backbones.json``, ``backbones.md`` and ``backbones.png`` (P2P Rank-1 per backbone and
 protector). Resumable: trained weights and stored images are reused.
 
-CPU-sized defaults (128x64, 15 epochs, 60 query + 60 gallery images); full-size runs by config:
+CPU-sized defaults (128x64, 15 epochs, 15 test identities); full-size runs by config:
 
     python tools/benchmark_backbones.py --root DATA --output backbones/ \
         --backbones osnet_x1_0 mobilenetv2_x1_0 resnet50 [--config-file X] [KEY VALUE ...]
@@ -58,13 +58,13 @@ def weights_for(cfg, name: str, weights_dir: str, device: str) -> str:
 
 
 def benchmark_backbone(cfg, name: str, protectors, out_dir: str, weights: str,
-                       max_images: int, device: str) -> list[dict]:
+                       max_ids: int, device: str) -> list[dict]:
     rows = []
     for protector in protectors:
         row_cfg = row_config(cfg, protector)
         folder = os.path.join(out_dir, name, protector)
         protect_from_config(row_cfg, weights, folder, ("query", "gallery"), device,
-                            limit=max_images)
+                            max_ids=max_ids)
         model = authorized_model(row_cfg, weights, device)
         results = evaluate_protected(model, folder, metric=cfg.test.dist_metric,
                                      normalize=cfg.test.normalize_feature, device=device)
@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="benchmark_backbones")
     parser.add_argument("--weights-dir", default="", help="folder with <backbone>.pth files")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs when training")
-    parser.add_argument("--max-images", type=int, default=60, help="per split (query, gallery)")
+    parser.add_argument("--max-ids", type=int, default=15,
+                        help="test identities protected and evaluated (all their images)")
     parser.add_argument("--device", default=default_device())
     C.add_torchreid_arguments(parser)
     args = parser.parse_args(argv)
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         backbone = backbone_config(cfg, name, args.output, args.epochs)
         weights = weights_for(backbone, name, args.weights_dir, args.device)
         rows += benchmark_backbone(backbone, name, args.protectors, args.output, weights,
-                                   args.max_images, args.device)
+                                   args.max_ids, args.device)
         with open(os.path.join(args.output, "backbones.json"), "w") as handle:
             json.dump(rows, handle, indent=2)
     with open(os.path.join(args.output, "backbones.md"), "w") as handle:

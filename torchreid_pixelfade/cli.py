@@ -87,11 +87,22 @@ def evenly_spaced(records: list, limit: int | None) -> list:
     return chosen
 
 
+def first_identities(records: list, max_ids: int | None) -> list:
+    """Records of the first ``max_ids`` identities (all their images in every split), so a
+    query/gallery subset keeps its matches."""
+    if not max_ids:
+        return records
+    kept = sorted({r.pid for r in records})[:max_ids]
+    return [r for r in records if r.pid in set(kept)]
+
+
 def protect_from_config(cfg, weights: str, out_dir: str, splits, device: str,
-                        progress: bool = True, limit: int | None = None) -> dict:
+                        progress: bool = True, limit: int | None = None,
+                        max_ids: int | None = None) -> dict:
     """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``; returns the manifest.
 
-    ``limit`` keeps at most that many images per split (evenly spaced), e.g. an attacker's subset.
+    ``limit`` keeps at most that many images per split (evenly spaced), e.g. an attacker's subset;
+    ``max_ids`` keeps the images of the first identities only (a query/gallery subset).
     """
     from .models import file_sha256
     from .protect import build_protector
@@ -99,7 +110,7 @@ def protect_from_config(cfg, weights: str, out_dir: str, splits, device: str,
 
     name = cfg.data.targets[0]
     source_root, records = target_records(cfg, splits)
-    records = evenly_spaced(records, limit)
+    records = evenly_spaced(first_identities(records, max_ids), limit)
     model = authorized_model(cfg, weights, device)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
     logger.info("protecting %d images of %s with %r", len(records), name, protector)

@@ -62,10 +62,12 @@ def test_benchmark_backbones_trains_protects_and_reports(tiny_market, tmp_path):
     out = tmp_path / "bench"
     assert load_tool("benchmark_backbones").main([
         "--backbones", "osnet_x0_25", "--protectors", "identity", "pixelfade",
-        "--output", str(out), "--epochs", "1", "--max-images", "6", "--device", "cpu",
+        "--output", str(out), "--epochs", "1", "--max-ids", "3", "--device", "cpu",
         "--root", tiny_market, "data.height", "64", "data.width", "32", "data.workers", "0",
         "train.batch_size", "8", "pixelfade.steps", "2", "test.ranks", "[1]"]) == 0
     rows = json.loads((out / "backbones.json").read_text())
     assert [r["protector"] for r in rows] == ["identity", "pixelfade"]
     assert rows[0]["feature_dim"] == 512 and rows[0]["P2P"] == rows[0]["O2O"]
+    manifest = json.loads((out / "osnet_x0_25" / "identity" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 12  # every image of the first 3 test identities
     assert (out / "backbones.png").exists() and "| osnet_x0_25 |" in (out / "backbones.md").read_text()
