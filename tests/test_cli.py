@@ -22,6 +22,7 @@ def test_demo_quick_writes_its_files(tmp_path):
     mtime = os.stat(tmp_path / "protected" / "manifest.json").st_mtime_ns
     assert main(["demo", "--quick", "--output", str(tmp_path), "--device", "cpu"]) == 0
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == results["settings"]
+    assert os.stat(tmp_path / "protected" / "manifest.json").st_mtime_ns == mtime
 
 
 @pytest.mark.slow

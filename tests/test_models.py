@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from torchreid_pixelfade._torchreid import tr
 from torchreid_pixelfade.models import (AuthorizedModel, build_reid_model, eval_mode, file_sha256,
                                         load_weights)
 

@@ -3,10 +3,7 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from torchreid_pixelfade.io import ImageReadError
 from torchreid_pixelfade.protect import Identity, PixelFade

@@ -20,7 +20,8 @@ import torch
 
 from torchreid_pixelfade import config as C
 from torchreid_pixelfade.cli import authorized_model, default_device, target_records
-from torchreid_pixelfade.evaluation import extract_features, load_images
+from torchreid_pixelfade.evaluation import extract_features
+from torchreid_pixelfade.store import load_images
 
 
 def pair_medians(features: torch.Tensor, pids: np.ndarray) -> dict:

@@ -18,11 +18,10 @@ import json
 import logging
 import time
 
-import torch
 
 from torchreid_pixelfade import config as C
 from torchreid_pixelfade.cli import authorized_model, default_device, target_records
-from torchreid_pixelfade.evaluation import load_images
+from torchreid_pixelfade.store import load_images
 from torchreid_pixelfade.protect import PixelFade
 
 

@@ -7,18 +7,16 @@ protects query and gallery with PixelFade into PNG files, re-reads them for eval
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
 
 import torch
-from PIL import Image
 
 from . import config as C
 from .data.synthetic import SyntheticConfig, make_synthetic_market1501
-from .io import atomic_write_bytes, to_uint8
-from .store import load_image_tensor, load_manifest
+from .io import write_image_grid
+from .store import load_images, load_manifest, stored_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +52,12 @@ def synthetic_config(quick: bool = False) -> SyntheticConfig:
 def comparison_grid(out_dir: str, path: str, num_ids: int = 8) -> None:
     """Writes a PNG: top row originals, bottom row protected query images of ``num_ids`` ids."""
     manifest = load_manifest(out_dir)
-    height, width = manifest["settings"]["height"], manifest["settings"]["width"]
-    chosen = {}
-    for key, entry in sorted(manifest["images"].items()):
-        if entry["split"] == "query" and entry["pid"] not in chosen:
-            chosen[entry["pid"]] = (os.path.join(manifest["source_root"], entry["source"]),
-                                    os.path.join(out_dir, key))
-    pairs = list(chosen.values())[:num_ids]
-    grid = Image.new("RGB", (len(pairs) * (width + 4), 2 * (height + 4)), "white")
-    for column, (original, protected) in enumerate(pairs):
-        for row, image_path in enumerate((original, protected)):
-            tile = Image.fromarray(to_uint8(load_image_tensor(image_path, height, width)))
-            grid.paste(tile, (column * (width + 4) + 2, row * (height + 4) + 2))
-    buffer = io.BytesIO()
-    grid.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    size = manifest["settings"]["height"], manifest["settings"]["width"]
+    first_of_id = {}
+    for key, protected, original in zip(*stored_pairs(out_dir, manifest, "query")):
+        first_of_id.setdefault(manifest["images"][key]["pid"], (original, protected))
+    originals, protected = zip(*list(first_of_id.values())[:num_ids])
+    write_image_grid([load_images(originals, *size), load_images(protected, *size)], path)
 
 
 def run_demo(output: str = "pixelfade-demo", device: str = "cpu", quick: bool = False) -> dict:

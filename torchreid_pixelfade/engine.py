@@ -32,7 +32,7 @@ from .evaluation import (SETTINGS, four_settings, privacy_summary, protection_su
 from .io import read_image
 from .models import AuthorizedModel, frozen
 from .protect import Protector, build_protector
-from .store import load_image_tensor, protect_records, records_from_items
+from .store import load_images, protect_records, records_from_items, stored_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -161,14 +161,9 @@ class PixelFadeEvalMixin:
         return out_dir, manifest
 
     def _privacy(self, out_dir: str, manifest: dict) -> dict:
-        height, width = manifest["settings"]["height"], manifest["settings"]["width"]
-        keys = sorted(manifest["images"])
-        protected = torch.stack([load_image_tensor(os.path.join(out_dir, k), height, width)
-                                 for k in keys])
-        originals = torch.stack([load_image_tensor(os.path.join(
-            manifest["source_root"], manifest["images"][k]["source"]), height, width)
-            for k in keys])
-        return privacy_summary(protected, originals)
+        size = manifest["settings"]["height"], manifest["settings"]["width"]
+        _, protected, originals = stored_pairs(out_dir, manifest)
+        return privacy_summary(load_images(protected, *size), load_images(originals, *size))
 
     # ------------------------------------------------------------ torchreid hook
 

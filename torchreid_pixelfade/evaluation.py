@@ -9,7 +9,6 @@ protected), O2P (original query, protected gallery), P2O (protected query, origi
 from __future__ import annotations
 
 import logging
-import os
 from typing import Sequence
 
 import numpy as np
@@ -18,16 +17,11 @@ import torch
 from ._torchreid import tr
 from .metrics import anderson_darling, compute_distances, evaluate_rank, psnr, ssim
 from .models import AuthorizedModel
-from .store import load_image_tensor, load_manifest
+from .store import load_images, load_manifest, stored_pairs
 
 logger = logging.getLogger(__name__)
 
 SETTINGS = ("O2O", "P2P", "O2P", "P2O")
-
-
-def load_images(paths: Sequence[str], height: int, width: int) -> torch.Tensor:
-    """``(N, 3, H, W)`` pixel tensor of the images at ``paths`` (resized like torchreid)."""
-    return torch.stack([load_image_tensor(p, height, width) for p in paths])
 
 
 @torch.no_grad()
@@ -77,10 +71,9 @@ def four_settings(query: dict, gallery: dict, q_labels: tuple, g_labels: tuple,
 
 
 def _manifest_split(out_dir: str, manifest: dict, split: str) -> tuple[list[str], list[str], tuple]:
-    entries = sorted((k, v) for k, v in manifest["images"].items() if v["split"] == split)
-    protected = [os.path.join(out_dir, key) for key, _ in entries]
-    originals = [os.path.join(manifest["source_root"], v["source"]) for _, v in entries]
-    labels = (np.array([v["pid"] for _, v in entries]), np.array([v["camid"] for _, v in entries]))
+    keys, protected, originals = stored_pairs(out_dir, manifest, split)
+    entries = [manifest["images"][k] for k in keys]
+    labels = (np.array([e["pid"] for e in entries]), np.array([e["camid"] for e in entries]))
     return protected, originals, labels
 
 

@@ -10,7 +10,7 @@ import io
 import json
 import os
 import tempfile
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -82,6 +82,19 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Rounds pixel images to the 8-bit grid, exactly as :func:`write_png` stores them."""
     return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def write_image_grid(rows: Sequence[torch.Tensor], path: str | os.PathLike) -> None:
+    """Writes a PNG grid, one row per ``(K, 3, H, W)`` tensor in [0, 1], 2-px white margins."""
+    count, (height, width) = len(rows[0]), rows[0].shape[-2:]
+    grid = Image.new("RGB", (count * (width + 4), len(rows) * (height + 4)), "white")
+    for row, images in enumerate(rows):
+        for column, image in enumerate(images):
+            grid.paste(Image.fromarray(to_uint8(image)),
+                       (column * (width + 4) + 2, row * (height + 4) + 2))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_png(path: str | os.PathLike, image: torch.Tensor) -> None:

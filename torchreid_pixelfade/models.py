@@ -108,12 +108,6 @@ class AuthorizedModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_normalized(self.normalize(images))
 
-    @torch.no_grad()
-    def extract(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Features of many pixel images without gradients, in batches; returns ``(N, D)`` on CPU."""
-        chunks = [self(images[i:i + batch_size]).cpu() for i in range(0, len(images), batch_size)]
-        return torch.cat(chunks) if chunks else torch.empty(0)
-
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 

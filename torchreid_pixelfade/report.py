@@ -25,10 +25,9 @@ import torch
 
 from . import config as C
 from .attack import UNet, recover
-from .attack.recovery import write_grid
 from .evaluation import SETTINGS, evaluate_protected
-from .io import atomic_write_bytes, atomic_write_json
-from .store import load_image_tensor, load_manifest
+from .io import atomic_write_bytes, atomic_write_json, write_image_grid
+from .store import load_images, load_manifest, stored_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -127,16 +126,16 @@ def figure(rows: Sequence[dict], out_dir: str, path: str, index: int = 0) -> Non
     protected, recovered, originals = [], [], []
     for r in rows:
         folder = os.path.join(out_dir, folder_name(r["row"]))
-        manifest = load_manifest(os.path.join(folder, "test"))
-        key = sorted(manifest["images"])[index]
+        test = os.path.join(folder, "test")
+        manifest = load_manifest(test)
         size = manifest["settings"]["height"], manifest["settings"]["width"]
-        image = load_image_tensor(os.path.join(folder, "test", key), *size)
-        originals.append(load_image_tensor(os.path.join(
-            manifest["source_root"], manifest["images"][key]["source"]), *size))
-        net = _load_unet(os.path.join(folder, "attack"))
+        _, protected_paths, original_paths = stored_pairs(test, manifest)
+        image, original = load_images([protected_paths[index], original_paths[index]], *size)
         protected.append(image)
-        recovered.append(recover(net, image[None])[0])
-    write_grid([torch.stack(protected), torch.stack(recovered), torch.stack(originals)], path)
+        recovered.append(recover(_load_unet(os.path.join(folder, "attack")), image[None])[0])
+        originals.append(original)
+    write_image_grid([torch.stack(protected), torch.stack(recovered), torch.stack(originals)],
+                     path)
 
 
 def _load_unet(attack_dir: str) -> UNet:

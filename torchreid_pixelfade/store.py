@@ -84,6 +84,23 @@ def load_image_tensor(path: str, height: int, width: int) -> torch.Tensor:
     return TF.to_tensor(image)
 
 
+def load_images(paths: Sequence[str], height: int, width: int) -> torch.Tensor:
+    """``(N, 3, H, W)`` pixel tensor of the images at ``paths`` (resized like torchreid)."""
+    return torch.stack([load_image_tensor(p, height, width) for p in paths])
+
+
+def stored_pairs(out_dir: str, manifest: dict, split: str | None = None
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """Output keys, protected paths and original paths of a ``protect`` folder, sorted by key.
+
+    Args:
+        out_dir: the folder; ``manifest`` its manifest; ``split`` keeps one split (None: all).
+    """
+    keys = sorted(k for k, e in manifest["images"].items() if split in (None, e["split"]))
+    return (keys, [os.path.join(out_dir, k) for k in keys],
+            [os.path.join(manifest["source_root"], manifest["images"][k]["source"]) for k in keys])
+
+
 def load_manifest(out_dir: str) -> dict | None:
     """The manifest of ``out_dir``, or None if there is none yet."""
     path = os.path.join(out_dir, MANIFEST)

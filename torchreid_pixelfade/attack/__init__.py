@@ -1,7 +1,7 @@
 """Recovery attack: a pix2pix U-Net trained on (protected, original) pairs to invert protection."""
 from .recovery import (load_pairs, pairs_from_protected, recover, recovery_metrics, run_attack,
-                       train_recovery, write_grid)
+                       train_recovery)
 from .unet import UNet, init_weights, max_depth
 
 __all__ = ["UNet", "init_weights", "max_depth", "pairs_from_protected", "load_pairs",
-           "train_recovery", "recover", "recovery_metrics", "run_attack", "write_grid"]
+           "train_recovery", "recover", "recovery_metrics", "run_attack"]

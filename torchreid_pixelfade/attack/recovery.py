@@ -18,22 +18,19 @@ Metrics are reported two ways (:func:`recovery_metrics`):
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import time
-from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from ..io import atomic_torch_save, atomic_write_bytes, atomic_write_json, to_uint8
+from ..io import atomic_torch_save, atomic_write_json, write_image_grid
 from ..metrics.privacy import psnr, ssim
 from ..models import IMAGENET_MEAN, IMAGENET_STD
-from ..store import load_image_tensor, load_manifest
+from ..store import load_images, load_manifest, stored_pairs
 from .unet import UNet, max_depth
 
 logger = logging.getLogger(__name__)
@@ -70,15 +67,7 @@ def pairs_from_protected(folder: str) -> tuple[list[str], list[str]]:
         FileNotFoundError: if ``folder`` holds no ``manifest.json``.
         ValueError: if the manifest lists no images.
     """
-    manifest = _manifest(folder)
-    keys = sorted(manifest["images"])
-    return ([os.path.join(folder, key) for key in keys],
-            [os.path.join(manifest["source_root"], manifest["images"][key]["source"])
-             for key in keys])
-
-
-def _stack(paths: Sequence[str], height: int, width: int) -> torch.Tensor:
-    return torch.stack([load_image_tensor(path, height, width) for path in paths])
+    return stored_pairs(folder, _manifest(folder))[1:]
 
 
 def load_pairs(folder: str, height: int | None = None, width: int | None = None
@@ -99,7 +88,7 @@ def load_pairs(folder: str, height: int | None = None, width: int | None = None
     height = height or manifest["settings"]["height"]
     width = width or manifest["settings"]["width"]
     protected_paths, original_paths = pairs_from_protected(folder)
-    return _stack(protected_paths, height, width), _stack(original_paths, height, width)
+    return load_images(protected_paths, height, width), load_images(original_paths, height, width)
 
 
 def _check_pairs(protected: torch.Tensor, originals: torch.Tensor) -> None:
@@ -246,19 +235,6 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
                          "ssim": float(np.mean(official_ssim))}}
 
 
-def write_grid(rows: Sequence[torch.Tensor], path: str) -> None:
-    """Writes a PNG grid, one row per ``(K, 3, H, W)`` tensor in [0, 1], 2-px white margins."""
-    count, (height, width) = len(rows[0]), rows[0].shape[-2:]
-    grid = Image.new("RGB", (count * (width + 4), len(rows) * (height + 4)), "white")
-    for row, images in enumerate(rows):
-        for column, image in enumerate(images):
-            grid.paste(Image.fromarray(to_uint8(image)),
-                       (column * (width + 4) + 2, row * (height + 4) + 2))
-    buffer = io.BytesIO()
-    grid.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def _grid_index(count: int) -> torch.Tensor:
     """Up to :data:`GRID_IMAGES` indices spread evenly over ``count`` images."""
     return torch.linspace(0, count - 1, min(count, GRID_IMAGES)).round().long().unique()
@@ -356,7 +332,7 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
               "lr": lr, "seed": seed, "attacker": attacker, "victim": victim,
               "training": training, "seconds_training": seconds, "reused_weights": reused}
     index = _grid_index(len(protected))
-    write_grid([protected[index], recovered[index], originals[index]],
+    write_image_grid([protected[index], recovered[index], originals[index]],
                os.path.join(out_dir, GRID_PNG))
     atomic_write_json(os.path.join(out_dir, ATTACK_JSON), result)
     logger.info("recovery attack: pixel PSNR %.2f dB SSIM %.3f (protected vs original: %.2f dB, "
