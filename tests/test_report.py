@@ -18,6 +18,17 @@ def test_parse_row():
         "pixelfade.target", "zeros"]
 
 
+@pytest.mark.parametrize("bad_row, error", [("pixelfade.seed", ValueError),
+                                             ("pixelfade:no_such_option=1", KeyError)])
+def test_report_checks_every_row_before_protecting(bad_row, error, tmp_path):
+    cfg = C.get_default_config()
+    C.merge_file(cfg, CONFIG)
+    cfg.freeze()
+    with pytest.raises(error, match="pixelfade.seed|no_such_option"):
+        run_report(cfg, "never-read.pth", str(tmp_path / "report"), ["identity", bad_row])
+    assert not (tmp_path / "report").exists()
+
+
 @pytest.mark.slow
 def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
     torch.manual_seed(0)

@@ -27,6 +27,7 @@ from . import config as C
 from .attack import UNet, recover
 from .evaluation import SETTINGS, evaluate_protected
 from .io import atomic_write_bytes, atomic_write_json, write_image_grid
+from .protect import list_protectors
 from .store import load_images, load_manifest, stored_pairs
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,15 @@ def parse_row(row: str) -> tuple[str, list[str]]:
 
 
 def row_config(cfg, row: str):
-    """A frozen copy of ``cfg`` with the row's protector and options."""
+    """A frozen copy of ``cfg`` with the row's protector and options.
+
+    Raises:
+        ValueError: for an unknown protector or option (the message names the row).
+    """
+    name = parse_row(row)[0]
+    if name not in list_protectors():
+        raise ValueError(f"report row {row!r}: unknown protector {name!r}; "
+                         f"choose one of {list_protectors()}")
     row_cfg = cfg.clone()
     row_cfg.defrost()
     C.merge_opts(row_cfg, parse_row(row)[1])
@@ -150,6 +159,8 @@ def _load_unet(attack_dir: str) -> UNet:
 def run_report(cfg, weights: str, out_dir: str, rows: Sequence[str] = PAPER_ROWS,
                attack: AttackSettings = AttackSettings(), device: str = "cpu") -> list[dict]:
     """Runs every row and writes ``report.md``, ``report.json`` and ``figure.png``."""
+    for row in rows:  # every row checked before hours of protection start
+        row_config(cfg, row)
     results = []
     for i, row in enumerate(rows):
         logger.info("report row %d/%d: %s", i + 1, len(rows), row)
