@@ -70,7 +70,8 @@ def row_config(cfg, row: str):
     name = parse_row(row)[0]
     if name not in list_protectors():
         raise ValueError(f"report row {row!r}: unknown protector {name!r}; "
-                         f"choose one of {list_protectors()}")
+                         f"choose one of {list_protectors()} (KEY VALUE overrides after "
+                         f"--rows go after '--')")
     row_cfg = cfg.clone()
     row_cfg.defrost()
     C.merge_opts(row_cfg, parse_row(row)[1])
