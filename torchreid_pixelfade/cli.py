@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", required=True, help="output folder (resumable)")
     report.add_argument("--rows", nargs="+", default=["identity", "blur", "mosaic", "avih",
                                                       "pixelfade"],
-                        help="protectors, optionally with options: pixelfade:noise_weight=0.6")
+                        help="protectors, optionally with options: pixelfade:noise_weight=0.6 "
+                             "(end the list with -- before KEY VALUE overrides)")
     report.add_argument("--ablations", action="store_true",
                         help="add the PixelFade ablation rows of Tables 3 and 4")
     report.add_argument("--attack-train-images", type=int, default=1000,
