@@ -46,9 +46,11 @@ def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
     assert [r["row"] for r in results] == rows
     table = (out / "report.md").read_text()
     assert "| pixelfade:noise_weight=0.5 |" in table and "recovered SSIM" in table
+    assert "recovered matched (%)" in table and "Floor: the attacker's mean original" in table
     assert (out / "figure.png").exists()
     saved = json.loads((out / "report.json").read_text())
     assert saved[0]["settings"]["O2O"] == saved[0]["settings"]["P2P"]  # identity row
+    assert saved[0]["attack_prior"] == saved[-1]["attack_prior"]  # same attacker images
     assert saved[0]["privacy"]["ssim"] == pytest.approx(1.0)
     manifest = json.loads((out / "pixelfade" / "train" / "manifest.json").read_text())
     assert len(manifest["images"]) == 8  # the attacker's subset of the train split

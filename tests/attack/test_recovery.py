@@ -9,14 +9,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from torchreid_pixelfade.attack import (UNet, load_pairs, max_depth, pairs_from_protected,
-                                        recover, recovery_metrics, run_attack, train_recovery)
+from torchreid_pixelfade.attack import (UNet, attacker_prior, load_pairs, matching_rank1,
+                                        max_depth, pairs_from_protected, recover,
+                                        recovery_metrics, run_attack, train_recovery)
 from torchreid_pixelfade.cli import main
 from torchreid_pixelfade.protect import Blur, Mosaic
 from torchreid_pixelfade.store import ImageRecord, protect_records
 
 KEYS = {"metrics", "num_train_pairs", "num_victims", "epochs", "width", "depth", "attacker",
-        "victim", "protected_vs_original"}
+        "victim", "protected_vs_original", "prior"}
 TINY = {"width": 4, "depth": 5, "epochs": 2, "batch_size": 4, "seed": 0}
 
 
@@ -75,16 +76,18 @@ def attack_toy(protect):
     protected = protect(test, 3)
     recovered = recover(net, protected)
     assert recovered.shape == test.shape
-    return recovery_metrics(recovered, test)["pixel"], recovery_metrics(protected, test)["pixel"]
+    return recovery_metrics(recovered, test), recovery_metrics(protected, test)["pixel"]
 
 
 def test_attack_inverts_an_invertible_protection_but_not_noise():
-    inverted, baseline = attack_toy(lambda images, seed: colour_transform(images))
+    scores, baseline = attack_toy(lambda images, seed: colour_transform(images))
+    inverted = scores["pixel"]
     # measured: about 29.6 dB / SSIM 0.96 (protected vs original: 10.5 dB)
     assert inverted["psnr"] > 22 and inverted["ssim"] > 0.8
     assert inverted["psnr"] > baseline["psnr"] + 10
-    noise, _ = attack_toy(lambda images, seed: torch.rand(
-        images.shape, generator=torch.Generator().manual_seed(seed)))
+    assert scores["matching"] == {"rank1": 1.0, "chance": 1 / 8}
+    noise = attack_toy(lambda images, seed: torch.rand(
+        images.shape, generator=torch.Generator().manual_seed(seed)))[0]["pixel"]
     # measured: about 12.5 dB / SSIM 0.11-0.19
     assert noise["psnr"] < 16 and noise["psnr"] < inverted["psnr"] - 10
     assert noise["ssim"] < 0.3
@@ -105,6 +108,17 @@ def test_recovery_metrics_official_and_pixel():
     assert scores["official"]["ssim"] > scores["pixel"]["ssim"]
     with pytest.raises(ValueError, match="same shape"):
         recovery_metrics(images, images[:2])
+
+
+def test_matching_rank1_tells_own_original_from_others():
+    images = smooth_images(6, 64, 32, seed=0)
+    assert matching_rank1(images, images) == 1.0
+    assert matching_rank1(0.8 * images + 0.1, images) == 1.0  # a faded copy still matches
+    assert matching_rank1(images.roll(1, dims=0), images) == 0.0  # everyone's neighbour
+    # one image for every victim (an attacker who learnt nothing) matches exactly one of them
+    assert matching_rank1(images.mean(0, keepdim=True).expand_as(images), images) == 1 / 6
+    with pytest.raises(ValueError, match="same shape"):
+        matching_rank1(images, images[:2])
 
 
 def copy_records(records, folder):
@@ -157,8 +171,12 @@ def test_run_attack_writes_results_and_reuses_weights(folders, tmp_path):
     on_disk = json.loads((tmp_path / "attack.json").read_text())
     assert KEYS <= set(on_disk) and on_disk == json.loads(json.dumps(result))
     assert on_disk["num_victims"] == 6 and on_disk["depth"] == 5 and on_disk["epochs"] == 2
-    assert set(on_disk["metrics"]) == {"pixel", "official"}
+    assert set(on_disk["metrics"]) == {"pixel", "official", "matching"}
     assert set(on_disk["metrics"]["pixel"]) == {"psnr", "ssim"}
+    # the prior is the attacker's mean original, the same for every victim
+    assert on_disk["prior"]["matching"] == {"rank1": 1 / 6, "chance": 1 / 6}
+    _, originals = load_pairs(attacker)
+    assert torch.allclose(attacker_prior(attacker, 64, 32), originals.mean(0), atol=1e-6)
     assert on_disk["victim"]["source_root"] != on_disk["attacker"]["source_root"]
     assert not on_disk["reused_weights"]
     grid = Image.open(tmp_path / "recovery_grid.png")

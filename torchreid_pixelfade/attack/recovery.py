@@ -14,7 +14,13 @@ Metrics are reported two ways (:func:`recovery_metrics`):
   ``batch_size`` images min-max rescaled to [0, 1] on its own (recovered and original separately,
   one global min / max over all images and channels) before the same per-image PSNR / SSIM. The
   rescaling stretches contrast differently on both sides, so these numbers are not pixel-space
-  fidelity.
+  fidelity;
+* ``"matching"``: how often a recovered image is nearer (pixel MSE) to its own original than to
+  any other victim's original: whether the recovery is of *this* person or of an average one.
+
+:func:`run_attack` also scores the attacker's ``"prior"``: the mean of its training originals,
+output for every victim. An attack that does not beat this constant image has learnt the
+dataset's average pedestrian, not the victims.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from .unet import UNet, max_depth
 logger = logging.getLogger(__name__)
 
 __all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
-           "recovery_metrics", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
+           "recovery_metrics", "matching_rank1", "attacker_prior", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
 
 ATTACK_JSON = "attack.json"
 GRID_PNG = "recovery_grid.png"
@@ -207,6 +213,23 @@ def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     return np.concatenate(psnrs), np.concatenate(ssims)
 
 
+def matching_rank1(recovered: torch.Tensor, originals: torch.Tensor) -> float:
+    """Fraction of recovered images whose nearest original (pixel MSE) is their own.
+
+    Args:
+        recovered: ``(N, 3, H, W)`` images in [0, 1]; ``originals``: same shape, row i the
+            original of recovered image i.
+
+    Returns:
+        A fraction in [0, 1]; an attack that learnt nothing about the victims scores about
+        ``1 / N``, the original images themselves 1.
+    """
+    _check_pairs(recovered, originals)
+    distances = torch.cdist(recovered.flatten(1).double(), originals.flatten(1).double())
+    own = torch.arange(len(recovered), device=distances.device)
+    return float((distances.argmin(dim=1) == own).double().mean())
+
+
 def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int = 20
                      ) -> dict:
     """PSNR / SSIM of recovered images against their originals, in pixel space and the official way.
@@ -218,8 +241,9 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
             test loader); only ``"official"`` depends on it.
 
     Returns:
-        ``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}}``: means over the N images
-        (PSNR in dB, capped at 100 for identical images).
+        ``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}, "matching": {"rank1",
+        "chance"}}``: means over the N images (PSNR in dB, capped at 100 for identical images);
+        ``matching`` as in :func:`matching_rank1`, with the chance level ``1 / N``.
 
     Raises:
         ValueError: for bad or different shapes, or ``batch_size < 1``.
@@ -232,7 +256,16 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     return {"pixel": {"psnr": float(np.mean(psnr(recovered, originals))),
                       "ssim": float(np.mean(ssim(recovered, originals)))},
             "official": {"psnr": float(np.mean(official_psnr)),
-                         "ssim": float(np.mean(official_ssim))}}
+                         "ssim": float(np.mean(official_ssim))},
+            "matching": {"rank1": matching_rank1(recovered, originals),
+                         "chance": 1.0 / len(recovered)}}
+
+
+def attacker_prior(attacker_folder: str, height: int, width: int) -> torch.Tensor:
+    """The mean of the attacker's original images, ``(3, H, W)`` in [0, 1]: what an attacker
+    outputs who ignores the protected image (the floor any recovery must beat)."""
+    original_paths = pairs_from_protected(attacker_folder)[1]
+    return load_images(original_paths, height, width).mean(dim=0)
 
 
 def _grid_index(count: int) -> torch.Tensor:
@@ -305,7 +338,7 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         width, depth, epochs, batch_size, lr, seed, device, progress: see :func:`train_recovery`.
 
     Returns:
-        ``{"metrics", "protected_vs_original", "num_train_pairs", "num_victims", "epochs",
+        ``{"metrics", "protected_vs_original", "prior", "num_train_pairs", "num_victims", "epochs",
         "width", "depth", "batch_size", "lr", "seed", "attacker", "victim", "training",
         "seconds_training", "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
         :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
@@ -325,8 +358,10 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         logger.warning("victim images are %dx%d, attacker images %dx%d",
                        *protected.shape[-2:], height, image_width)
     recovered = recover(net, protected)
+    prior = attacker_prior(attacker_folder, *protected.shape[-2:]).expand_as(originals)
     result = {"metrics": recovery_metrics(recovered, originals),
               "protected_vs_original": recovery_metrics(protected, originals),
+              "prior": recovery_metrics(prior.contiguous(), originals),
               "num_train_pairs": attacker["num_images"], "num_victims": len(protected),
               "epochs": epochs, "width": width, "depth": depth, "batch_size": batch_size,
               "lr": lr, "seed": seed, "attacker": attacker, "victim": victim,
