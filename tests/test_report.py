@@ -46,7 +46,7 @@ def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
     assert [r["row"] for r in results] == rows
     table = (out / "report.md").read_text()
     assert "| pixelfade:noise_weight=0.5 |" in table and "recovered SSIM" in table
-    assert "recovered matched (%)" in table and "Floor: the attacker's mean original" in table
+    assert "own original: Rank-1" in table and "Floor: the attacker's mean original" in table
     assert (out / "figure.png").exists()
     saved = json.loads((out / "report.json").read_text())
     assert saved[0]["settings"]["O2O"] == saved[0]["settings"]["P2P"]  # identity row

@@ -111,6 +111,13 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def _matching(attack: dict) -> str:
+    scores = attack.get("matching")  # absent for a single victim
+    if scores is None:
+        return "-"
+    return f"{_pct(scores['rank1'])} / {_pct(scores['mean_rank_percentile'])}"
+
+
 def tables_markdown(rows: Sequence[dict]) -> str:
     """Table 1 (Re-ID, four settings) and Table 2 (privacy and recovery) as markdown."""
     head = " | ".join(f"{s} R1 | {s} mAP | {s} mINP" for s in SETTINGS)
@@ -121,21 +128,22 @@ def tables_markdown(rows: Sequence[dict]) -> str:
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     lines += ["", "### Privacy and recovery attack (Table 2 shape)", "",
               "| method | protected SSIM | protected PSNR | AD | recovered SSIM | recovered PSNR "
-              "| recovered SSIM (official) | recovered PSNR (official) | recovered matched (%) "
-              "| s/image |",
+              "| recovered SSIM (official) | recovered PSNR (official) | own original: Rank-1 / "
+              "rank percentile (%) | s/image |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p, a = r["privacy"], r["attack"]
         lines.append(f"| {r['row']} | {p['ssim']:.3f} | {p['psnr']:.2f} | {p['ad']:.1f} | "
                      f"{a['pixel']['ssim']:.3f} | {a['pixel']['psnr']:.2f} | "
                      f"{a['official']['ssim']:.3f} | {a['official']['psnr']:.2f} | "
-                     f"{_pct(a['matching']['rank1'])} | "
+                     f"{_matching(a)} | "
                      f"{r['protection']['seconds_per_image']:.3f} |")
     if rows:
         prior = rows[0]["attack_prior"]
-        lines += ["", f"Recovered matched: recovered images whose nearest original (pixel MSE) is "
-                  f"their own; chance {_pct(prior['matching']['chance'])}%. Floor: the attacker's "
-                  f"mean original, output for every victim, scores SSIM "
+        lines += ["", "Own original: each recovered image ranks all victims' originals by pixel "
+                  "MSE; Rank-1 = own original nearest, rank percentile = its mean rank (0 nearest, "
+                  "50 chance). Floor: the attacker's mean original, output for every victim, scores "
+                  f"SSIM "
                   f"{prior['pixel']['ssim']:.3f} / PSNR {prior['pixel']['psnr']:.2f} "
                   f"(official {prior['official']['ssim']:.3f} / "
                   f"{prior['official']['psnr']:.2f})."]

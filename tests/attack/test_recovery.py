@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from torchreid_pixelfade.attack import (UNet, attacker_prior, load_pairs, matching_rank1,
+from torchreid_pixelfade.attack import (UNet, attacker_prior, load_pairs, matching_scores,
                                         max_depth, pairs_from_protected, recover,
                                         recovery_metrics, run_attack, train_recovery)
 from torchreid_pixelfade.cli import main
@@ -85,7 +85,7 @@ def test_attack_inverts_an_invertible_protection_but_not_noise():
     # measured: about 29.6 dB / SSIM 0.96 (protected vs original: 10.5 dB)
     assert inverted["psnr"] > 22 and inverted["ssim"] > 0.8
     assert inverted["psnr"] > baseline["psnr"] + 10
-    assert scores["matching"] == {"rank1": 1.0, "chance": 1 / 8}
+    assert scores["matching"]["rank1"] == 1.0
     noise = attack_toy(lambda images, seed: torch.rand(
         images.shape, generator=torch.Generator().manual_seed(seed)))[0]["pixel"]
     # measured: about 12.5 dB / SSIM 0.11-0.19
@@ -110,15 +110,20 @@ def test_recovery_metrics_official_and_pixel():
         recovery_metrics(images, images[:2])
 
 
-def test_matching_rank1_tells_own_original_from_others():
+def test_matching_scores_tell_own_original_from_others():
     images = smooth_images(6, 64, 32, seed=0)
-    assert matching_rank1(images, images) == 1.0
-    assert matching_rank1(0.8 * images + 0.1, images) == 1.0  # a faded copy still matches
-    assert matching_rank1(images.roll(1, dims=0), images) == 0.0  # everyone's neighbour
-    # one image for every victim (an attacker who learnt nothing) matches exactly one of them
-    assert matching_rank1(images.mean(0, keepdim=True).expand_as(images), images) == 1 / 6
+    perfect = {"rank1": 1.0, "rank1_chance": 1 / 6, "mean_rank_percentile": 0.0}
+    assert matching_scores(images, images) == perfect
+    assert matching_scores(0.8 * images + 0.1, images) == perfect  # a faded copy still matches
+    # a recovery of everyone's neighbour: own original never nearest
+    assert matching_scores(images.roll(1, dims=0), images)["rank1"] == 0.0
+    # one image for every victim (an attacker who learnt nothing): chance on both scores
+    blind = matching_scores(images.mean(0, keepdim=True).expand_as(images), images)
+    assert blind["rank1"] == 1 / 6 and blind["mean_rank_percentile"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same shape"):
-        matching_rank1(images, images[:2])
+        matching_scores(images, images[:2])
+    with pytest.raises(ValueError, match="at least 2"):
+        matching_scores(images[:1], images[:1])
 
 
 def copy_records(records, folder):
@@ -174,7 +179,8 @@ def test_run_attack_writes_results_and_reuses_weights(folders, tmp_path):
     assert set(on_disk["metrics"]) == {"pixel", "official", "matching"}
     assert set(on_disk["metrics"]["pixel"]) == {"psnr", "ssim"}
     # the prior is the attacker's mean original, the same for every victim
-    assert on_disk["prior"]["matching"] == {"rank1": 1 / 6, "chance": 1 / 6}
+    assert on_disk["prior"]["matching"]["rank1"] == 1 / 6
+    assert on_disk["prior"]["matching"]["mean_rank_percentile"] == pytest.approx(0.5)
     _, originals = load_pairs(attacker)
     assert torch.allclose(attacker_prior(attacker, 64, 32), originals.mean(0), atol=1e-6)
     assert on_disk["victim"]["source_root"] != on_disk["attacker"]["source_root"]

@@ -15,8 +15,8 @@ Metrics are reported two ways (:func:`recovery_metrics`):
   one global min / max over all images and channels) before the same per-image PSNR / SSIM. The
   rescaling stretches contrast differently on both sides, so these numbers are not pixel-space
   fidelity;
-* ``"matching"``: how often a recovered image is nearer (pixel MSE) to its own original than to
-  any other victim's original: whether the recovery is of *this* person or of an average one.
+* ``"matching"``: where a recovered image ranks its own original among all victims' originals
+  (pixel MSE): whether the recovery is of *this* person or of an average one.
 
 :func:`run_attack` also scores the attacker's ``"prior"``: the mean of its training originals,
 output for every victim. An attack that does not beat this constant image has learnt the
@@ -42,7 +42,7 @@ from .unet import UNet, max_depth
 logger = logging.getLogger(__name__)
 
 __all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
-           "recovery_metrics", "matching_rank1", "attacker_prior", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
+           "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
 
 ATTACK_JSON = "attack.json"
 GRID_PNG = "recovery_grid.png"
@@ -213,21 +213,27 @@ def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     return np.concatenate(psnrs), np.concatenate(ssims)
 
 
-def matching_rank1(recovered: torch.Tensor, originals: torch.Tensor) -> float:
-    """Fraction of recovered images whose nearest original (pixel MSE) is their own.
+def matching_scores(recovered: torch.Tensor, originals: torch.Tensor) -> dict:
+    """Does a recovered image point to its own original among all victims' originals?
+
+    Each recovered image ranks the N originals by pixel MSE (0 = nearest).
 
     Args:
         recovered: ``(N, 3, H, W)`` images in [0, 1]; ``originals``: same shape, row i the
-            original of recovered image i.
+            original of recovered image i (N >= 2).
 
     Returns:
-        A fraction in [0, 1]; an attack that learnt nothing about the victims scores about
-        ``1 / N``, the original images themselves 1.
+        ``{"rank1", "rank1_chance", "mean_rank_percentile"}``: the fraction whose own original is
+        the nearest (chance ``1 / N``, the originals themselves 1) and the mean rank of the own
+        original divided by ``N - 1`` (0: always nearest; 0.5: no information about the victim).
     """
     _check_pairs(recovered, originals)
+    if len(recovered) < 2:
+        raise ValueError("matching needs at least 2 victims")
     distances = torch.cdist(recovered.flatten(1).double(), originals.flatten(1).double())
-    own = torch.arange(len(recovered), device=distances.device)
-    return float((distances.argmin(dim=1) == own).double().mean())
+    ranks = (distances < distances.diagonal()[:, None]).sum(dim=1).double()
+    return {"rank1": float((ranks == 0).double().mean()), "rank1_chance": 1.0 / len(ranks),
+            "mean_rank_percentile": float(ranks.mean() / (len(ranks) - 1))}
 
 
 def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int = 20
@@ -241,9 +247,9 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
             test loader); only ``"official"`` depends on it.
 
     Returns:
-        ``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}, "matching": {"rank1",
-        "chance"}}``: means over the N images (PSNR in dB, capped at 100 for identical images);
-        ``matching`` as in :func:`matching_rank1`, with the chance level ``1 / N``.
+        ``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}, "matching": {...}}``: means
+        over the N images (PSNR in dB, capped at 100 for identical images); ``matching`` as in
+        :func:`matching_scores` (only for N >= 2).
 
     Raises:
         ValueError: for bad or different shapes, or ``batch_size < 1``.
@@ -253,12 +259,13 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     recovered, originals = recovered.detach().cpu(), originals.detach().cpu()
     official_psnr, official_ssim = _official_scores(recovered, originals, batch_size)
-    return {"pixel": {"psnr": float(np.mean(psnr(recovered, originals))),
-                      "ssim": float(np.mean(ssim(recovered, originals)))},
-            "official": {"psnr": float(np.mean(official_psnr)),
-                         "ssim": float(np.mean(official_ssim))},
-            "matching": {"rank1": matching_rank1(recovered, originals),
-                         "chance": 1.0 / len(recovered)}}
+    scores = {"pixel": {"psnr": float(np.mean(psnr(recovered, originals))),
+                        "ssim": float(np.mean(ssim(recovered, originals)))},
+              "official": {"psnr": float(np.mean(official_psnr)),
+                           "ssim": float(np.mean(official_ssim))}}
+    if len(recovered) >= 2:
+        scores["matching"] = matching_scores(recovered, originals)
+    return scores
 
 
 def attacker_prior(attacker_folder: str, height: int, width: int) -> torch.Tensor:
