@@ -183,6 +183,7 @@ def test_run_attack_writes_results_and_reuses_weights(folders, tmp_path):
     assert on_disk["prior"]["matching"]["mean_rank_percentile"] == pytest.approx(0.5)
     _, originals = load_pairs(attacker)
     assert torch.allclose(attacker_prior(attacker, 64, 32), originals.mean(0), atol=1e-6)
+    assert torch.allclose(attacker_prior(attacker, 64, 32, chunk=3), originals.mean(0), atol=1e-6)
     assert on_disk["victim"]["source_root"] != on_disk["attacker"]["source_root"]
     assert not on_disk["reused_weights"]
     grid = Image.open(tmp_path / "recovery_grid.png")

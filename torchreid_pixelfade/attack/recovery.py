@@ -268,11 +268,15 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     return scores
 
 
-def attacker_prior(attacker_folder: str, height: int, width: int) -> torch.Tensor:
+def attacker_prior(attacker_folder: str, height: int, width: int, chunk: int = 256
+                   ) -> torch.Tensor:
     """The mean of the attacker's original images, ``(3, H, W)`` in [0, 1]: what an attacker
     outputs who ignores the protected image (the floor any recovery must beat)."""
     original_paths = pairs_from_protected(attacker_folder)[1]
-    return load_images(original_paths, height, width).mean(dim=0)
+    total = torch.zeros(3, height, width, dtype=torch.float64)
+    for start in range(0, len(original_paths), chunk):  # a large attacker set never sits in memory
+        total += load_images(original_paths[start:start + chunk], height, width).double().sum(0)
+    return (total / len(original_paths)).float()
 
 
 def _grid_index(count: int) -> torch.Tensor:
