@@ -353,7 +353,8 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         "width", "depth", "batch_size", "lr", "seed", "attacker", "victim", "training",
         "seconds_training", "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
         :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
-        for reference); ``attacker`` / ``victim`` hold each folder's absolute path, source root,
+        for reference), ``prior`` the same for :func:`attacker_prior` output for every victim
+        (the floor a recovery must beat); ``attacker`` / ``victim`` hold each folder's absolute path, source root,
         manifest settings and image count.
     """
     os.makedirs(out_dir, exist_ok=True)
