@@ -79,13 +79,14 @@ def benchmark_backbone(cfg, name: str, protectors, out_dir: str, weights: str,
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| backbone | dim | protector | P2P Rank-1 | P2P mAP | P2P mINP | s/image |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| backbone | dim | protector | P2P Rank-1 | P2P mAP | P2P mINP | s/image "
+             "| constraint met |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        p = r["P2P"]
+        p, met = r["P2P"], r["constraint_met_fraction"]
         lines.append(f"| {r['backbone']} | {r['feature_dim']} | {r['protector']} | "
                      f"{100 * p['rank1']:.1f} | {100 * p['mAP']:.1f} | {100 * p['mINP']:.1f} | "
-                     f"{r['seconds_per_image']:.3f} |")
+                     f"{r['seconds_per_image']:.3f} | "
+                     f"{'' if met is None else f'{100 * met:.0f}%'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -70,4 +70,8 @@ def test_benchmark_backbones_trains_protects_and_reports(tiny_market, tmp_path):
     assert rows[0]["feature_dim"] == 512 and rows[0]["P2P"] == rows[0]["O2O"]
     manifest = json.loads((out / "osnet_x0_25" / "identity" / "manifest.json").read_text())
     assert len(manifest["images"]) == 12  # every image of the first 3 test identities
-    assert (out / "backbones.png").exists() and "| osnet_x0_25 |" in (out / "backbones.md").read_text()
+    table = (out / "backbones.md").read_text()
+    assert (out / "backbones.png").exists() and "| osnet_x0_25 |" in table
+    met = rows[1]["constraint_met_fraction"]
+    assert rows[0]["constraint_met_fraction"] is None and 0 <= met <= 1
+    assert table.rstrip().endswith(f"| {100 * met:.0f}% |")
