@@ -120,6 +120,8 @@ def test_matching_scores_tell_own_original_from_others():
     # one image for every victim (an attacker who learnt nothing): chance on both scores
     blind = matching_scores(images.mean(0, keepdim=True).expand_as(images), images)
     assert blind["rank1"] == 1 / 6 and blind["mean_rank_percentile"] == pytest.approx(0.5)
+    shifted = images.roll(1, dims=0) * 0.5 + images * 0.5
+    assert matching_scores(shifted, images, chunk=4) == matching_scores(shifted, images)
     with pytest.raises(ValueError, match="same shape"):
         matching_scores(images, images[:2])
     with pytest.raises(ValueError, match="at least 2"):

@@ -213,7 +213,7 @@ def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     return np.concatenate(psnrs), np.concatenate(ssims)
 
 
-def matching_scores(recovered: torch.Tensor, originals: torch.Tensor) -> dict:
+def matching_scores(recovered: torch.Tensor, originals: torch.Tensor, chunk: int = 512) -> dict:
     """Does a recovered image point to its own original among all victims' originals?
 
     Each recovered image ranks the N originals by pixel MSE (0 = nearest).
@@ -221,6 +221,7 @@ def matching_scores(recovered: torch.Tensor, originals: torch.Tensor) -> dict:
     Args:
         recovered: ``(N, 3, H, W)`` images in [0, 1]; ``originals``: same shape, row i the
             original of recovered image i (N >= 2).
+        chunk: recovered images compared at once (memory ``chunk x N`` distances).
 
     Returns:
         ``{"rank1", "rank1_chance", "mean_rank_percentile"}``: the fraction whose own original is
@@ -230,8 +231,13 @@ def matching_scores(recovered: torch.Tensor, originals: torch.Tensor) -> dict:
     _check_pairs(recovered, originals)
     if len(recovered) < 2:
         raise ValueError("matching needs at least 2 victims")
-    distances = torch.cdist(recovered.flatten(1).double(), originals.flatten(1).double())
-    ranks = (distances < distances.diagonal()[:, None]).sum(dim=1).double()
+    recovered, originals = recovered.flatten(1).float(), originals.flatten(1).float()
+    ranks = []
+    for start in range(0, len(recovered), chunk):  # (chunk, N) distances at a time
+        distances = torch.cdist(recovered[start:start + chunk], originals)
+        own = distances[torch.arange(len(distances)), start + torch.arange(len(distances))]
+        ranks.append((distances < own[:, None]).sum(dim=1))
+    ranks = torch.cat(ranks).double()
     return {"rank1": float((ranks == 0).double().mean()), "rank1_chance": 1.0 / len(ranks),
             "mean_rank_percentile": float(ranks.mean() / (len(ranks) - 1))}
 
