@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights-dir", default="", help="folder with <backbone>.pth files")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs when training")
     parser.add_argument("--max-ids", type=int, default=15,
-                        help="test identities protected and evaluated (all their images)")
+                        help="test identities protected and evaluated (all their images; "
+                             "0: the whole test split)")
     parser.add_argument("--device", default=default_device())
     C.add_torchreid_arguments(parser)
     args = parser.parse_args(argv)
