@@ -7,7 +7,8 @@ import pytest
 
 from torchreid_pixelfade.io import ImageReadError
 from torchreid_pixelfade.protect import Identity, PixelFade
-from torchreid_pixelfade.store import ImageRecord, load_image_tensor, protect_records
+from torchreid_pixelfade.store import (ImageRecord, load_image_tensor, load_stored_pairs,
+                                       protect_records)
 
 SETTINGS = {"protector": "pixelfade", "hparams": {"steps": 3}, "model": "tiny",
             "weights_sha256": "0" * 64, "height": 64, "width": 32}
@@ -99,3 +100,13 @@ def test_corrupt_input_can_be_skipped_and_listed(tiny_records, tmp_path):
     assert "not a readable image" in manifest["skipped"][0]["error"]
     # a re-run does not trip over the listed file again
     assert len(run(Counting(), copies, tmp_path / "out", root, skip_corrupt=True)["skipped"]) == 1
+
+
+def test_load_stored_pairs_reads_protected_and_originals_in_step(tiny_records, tmp_path):
+    root, records = tiny_records
+    manifest = run(Identity(), records[:5], tmp_path, root)
+    protected, originals = load_stored_pairs(str(tmp_path), manifest)
+    assert protected.shape == originals.shape == (5, 3, 64, 32)
+    # identity protection: each stored image is its own original, up to 8-bit rounding
+    assert (protected - originals).abs().max() <= 0.5 / 255 + 1e-6
+    assert load_stored_pairs(str(tmp_path), manifest, 32, 16)[0].shape == (5, 3, 32, 16)

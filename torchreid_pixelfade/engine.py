@@ -32,7 +32,7 @@ from .evaluation import (SETTINGS, four_settings, privacy_summary, protection_su
 from .io import read_image
 from .models import AuthorizedModel, frozen
 from .protect import Protector, build_protector
-from .store import load_images, protect_records, records_from_items, stored_pairs
+from .store import load_stored_pairs, protect_records, records_from_items
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ class PixelFadeEvalMixin:
         return out_dir, manifest
 
     def _privacy(self, out_dir: str, manifest: dict) -> dict:
-        size = manifest["settings"]["height"], manifest["settings"]["width"]
-        _, protected, originals = stored_pairs(out_dir, manifest)
-        return privacy_summary(load_images(protected, *size), load_images(originals, *size))
+        return privacy_summary(*load_stored_pairs(out_dir, manifest))
 
     # ------------------------------------------------------------ torchreid hook
 

@@ -68,14 +68,14 @@ def row_config(cfg, row: str):
     Raises:
         ValueError: for an unknown protector or option (the message names the row).
     """
-    name = parse_row(row)[0]
+    name, overrides = parse_row(row)
     if name not in list_protectors():
         raise ValueError(f"report row {row!r}: unknown protector {name!r}; "
                          f"choose one of {list_protectors()} (KEY VALUE overrides after "
                          f"--rows go after '--')")
     row_cfg = cfg.clone()
     row_cfg.defrost()
-    C.merge_opts(row_cfg, parse_row(row)[1])
+    C.merge_opts(row_cfg, overrides)
     row_cfg.freeze()
     return row_cfg
 
@@ -141,10 +141,9 @@ def tables_markdown(rows: Sequence[dict]) -> str:
     if rows:
         prior = rows[0]["attack_prior"]
         lines += ["", "Own original: each recovered image ranks all victims' originals by pixel "
-                  "MSE; Rank-1 = own original nearest, rank percentile = its mean rank (0 nearest, "
-                  "50 chance). Floor: the attacker's mean original, output for every victim, scores "
-                  f"SSIM "
-                  f"{prior['pixel']['ssim']:.3f} / PSNR {prior['pixel']['psnr']:.2f} "
+                  "MSE; Rank-1 = own original nearest, rank percentile = its mean rank (0 "
+                  "nearest, 50 chance). Floor: the attacker's mean original, output for every "
+                  f"victim, scores SSIM {prior['pixel']['ssim']:.3f} / PSNR {prior['pixel']['psnr']:.2f} "
                   f"(official {prior['official']['ssim']:.3f} / "
                   f"{prior['official']['psnr']:.2f})."]
     return "\n".join(lines) + "\n"

@@ -101,6 +101,16 @@ def stored_pairs(out_dir: str, manifest: dict, split: str | None = None
             [os.path.join(manifest["source_root"], manifest["images"][k]["source"]) for k in keys])
 
 
+def load_stored_pairs(out_dir: str, manifest: dict, height: int | None = None,
+                      width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(protected, originals)``: ``(N, 3, H, W)`` tensors in [0, 1] of a ``protect`` folder, in
+    :func:`stored_pairs` order, at ``height x width`` (None: the size stored in the manifest)."""
+    height = height or manifest["settings"]["height"]
+    width = width or manifest["settings"]["width"]
+    _, protected, originals = stored_pairs(out_dir, manifest)
+    return load_images(protected, height, width), load_images(originals, height, width)
+
+
 def load_manifest(out_dir: str) -> dict | None:
     """The manifest of ``out_dir``, or None if there is none yet."""
     path = os.path.join(out_dir, MANIFEST)

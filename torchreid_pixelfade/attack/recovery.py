@@ -36,13 +36,14 @@ from tqdm import tqdm
 from ..io import atomic_torch_save, atomic_write_json, write_image_grid
 from ..metrics.privacy import psnr, ssim
 from ..models import IMAGENET_MEAN, IMAGENET_STD
-from ..store import load_images, load_manifest, stored_pairs
+from ..store import load_images, load_manifest, load_stored_pairs, stored_pairs
 from .unet import UNet, max_depth
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
-           "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "ATTACK_JSON", "GRID_PNG", "WEIGHTS"]
+           "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "ATTACK_JSON",
+           "GRID_PNG", "WEIGHTS"]
 
 ATTACK_JSON = "attack.json"
 GRID_PNG = "recovery_grid.png"
@@ -90,11 +91,7 @@ def load_pairs(folder: str, height: int | None = None, width: int | None = None
     Raises:
         FileNotFoundError: without a manifest. ImageReadError: naming an unreadable image.
     """
-    manifest = _manifest(folder)
-    height = height or manifest["settings"]["height"]
-    width = width or manifest["settings"]["width"]
-    protected_paths, original_paths = pairs_from_protected(folder)
-    return load_images(protected_paths, height, width), load_images(original_paths, height, width)
+    return load_stored_pairs(folder, _manifest(folder), height, width)
 
 
 def _check_pairs(protected: torch.Tensor, originals: torch.Tensor) -> None:
@@ -360,8 +357,8 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         "seconds_training", "reused_weights"}``; ``metrics`` and ``protected_vs_original`` as in
         :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
         for reference), ``prior`` the same for :func:`attacker_prior` output for every victim
-        (the floor a recovery must beat); ``attacker`` / ``victim`` hold each folder's absolute path, source root,
-        manifest settings and image count.
+        (the floor a recovery must beat); ``attacker`` / ``victim`` hold each folder's absolute
+        path, source root, manifest settings and image count.
     """
     os.makedirs(out_dir, exist_ok=True)
     attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
@@ -386,7 +383,7 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
               "training": training, "seconds_training": seconds, "reused_weights": reused}
     index = _grid_index(len(protected))
     write_image_grid([protected[index], recovered[index], originals[index]],
-               os.path.join(out_dir, GRID_PNG))
+                     os.path.join(out_dir, GRID_PNG))
     atomic_write_json(os.path.join(out_dir, ATTACK_JSON), result)
     logger.info("recovery attack: pixel PSNR %.2f dB SSIM %.3f (protected vs original: %.2f dB, "
                 "%.3f); results in %s", result["metrics"]["pixel"]["psnr"],
