@@ -147,3 +147,19 @@ def test_registry_and_bad_options(random_model, images):
         AVIH(None)
     with pytest.raises(ValueError, match="4x4"):
         AVIH(random_model, steps=1)(torch.rand(1, 3, 4, 4))
+
+
+
+def test_step_size_decays_after_the_update_as_the_official_code(random_model, images):
+    # Increases are counted from i = 2 on, so with patience 1 the first decay can come at i = 2;
+    # the official code applies it from the next step, so three steps never see it. With this
+    # large step size the loss of image 3 rises at i = 2 (measured: 0.00451 -> 0.00481).
+    kwargs = {"steps": 3, "step_size": 0.1, "patience": 1, "quantize": False, "seed": 0}
+    decayed = AVIH(random_model, decay=0.01, **kwargs)(images[:4])
+    assert torch.equal(decayed, AVIH(random_model, decay=1.0, **kwargs)(images[:4]))
+    # ... but the fourth step does, for that image only
+    kwargs["steps"] = 4
+    decayed = AVIH(random_model, decay=0.01, **kwargs)(images[:4])
+    plain = AVIH(random_model, decay=1.0, **kwargs)(images[:4])
+    changed = (decayed != plain).flatten(1).any(dim=1)
+    assert changed.tolist() == [False, False, False, True]

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from torchreid_pixelfade.protect.masks import random_mask_ids, replace_values
+from torchreid_pixelfade.protect.masks import (mask_ids_from_masks, random_mask_ids,
+                                              replace_values)
 
 
 @pytest.mark.parametrize("unit", ["element", "pixel"])
@@ -56,3 +57,15 @@ def test_full_cycle_replaces_every_value():
                                           torch.ones(2, dtype=torch.bool))
         ever |= replaced
     assert ever.all() and torch.equal(images, noise)
+
+
+def test_mask_ids_from_masks_round_trip_and_uncovered_values():
+    ids = random_mask_ids((2, 3, 8, 4), 5, generator=torch.Generator().manual_seed(0))
+    masks = torch.stack([ids == k for k in range(5)])
+    assert torch.equal(mask_ids_from_masks(masks, ids.shape, 5), ids)
+    masks[3] = False
+    expected = torch.where(ids == 3, -1, ids)
+    assert torch.equal(mask_ids_from_masks(masks, ids.shape, 5), expected)
+    images, noise = torch.zeros(2, 3, 8, 4), torch.ones(2, 3, 8, 4)
+    out, _ = replace_values(images, noise, expected, torch.full((2,), 3), torch.ones(2).bool())
+    assert not out.any()  # mask 3 is empty now

@@ -29,16 +29,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..models import AuthorizedModel, eval_mode
-from .base import (ProtectionResult, Protector, check_images, feature_distance, make_generator,
-                   register_protector)
+from .base import ProtectionResult, Protector, register_protector
+from .functional import check_images, feature_distance, normalized_momentum, quantize_ste
+from .params import HyperParameters, check_choice, hparam, hyperparameters
 
 _BOX = 4  # side of the box sums of the variance-consistency loss
 INITS = ("random", "original")
-
-
-def _straight_through_8bit(pixels: torch.Tensor) -> torch.Tensor:
-    """Forward: the 8-bit rounded image, as stored; backward: identity."""
-    return pixels + (pixels.clamp(0, 1).mul(255).round().div(255) - pixels).detach()
 
 
 def _check_size(height: int, width: int) -> None:
@@ -91,9 +87,47 @@ def _update_step_sizes(loss: torch.Tensor, previous: torch.Tensor | None, count:
     return count, step_size
 
 
+
+@hyperparameters
+class AVIHParams(HyperParameters):
+    """Hyper-parameters of :class:`AVIH`.
+
+    The optional ``key_model`` is a module, not a hyper-parameter: a constructor argument,
+    recorded in ``hparams()`` by its class name.
+    """
+
+    steps: int = hparam(100, "N, number of iterations (>= 0; 100 as in PixelFade's "
+                        "comparison).")
+    step_size: float = hparam(0.01, "initial step size alpha in pixel units (>= 0).")
+    momentum: float = hparam(0.3, "momentum factor of the normalised gradient.")
+    decay: float = hparam(0.85, "factor applied to an image's step size when its patience runs "
+                          "out, in (0, 1].")
+    patience: int = hparam(16, "number of loss increases that trigger a decay (>= 1).")
+    vc_weight: float = hparam(0.001, "c, weight of the variance-consistency loss (>= 0).")
+    init: str = hparam("random", "'random': N(0, 1) noise clamped to [0, 1] (paper); "
+                       "'original': the image.")
+    key_weight: float = hparam(0.2, "weight of the key term (used only with a key_model; "
+                               ">= 0).")
+    quantize: bool = hparam(True, "optimise through, and return, the 8-bit rounded image.")
+    seed: int | None = hparam(None, "seed of the local generator of the initial noise; None "
+                              "seeds from the OS. The generator advances across calls, so "
+                              "batches get different noise.")
+
+    def _validate(self) -> None:
+        check_choice("init", self.init, INITS)
+        if self.steps < 0 or self.patience < 1:
+            raise ValueError(f"Need steps >= 0 and patience >= 1; got {self.steps}, "
+                             f"{self.patience}")
+        if (self.step_size < 0 or not 0 < self.decay <= 1 or self.vc_weight < 0
+                or self.key_weight < 0):
+            raise ValueError(f"Need step_size >= 0, 0 < decay <= 1, vc_weight >= 0, "
+                             f"key_weight >= 0; got {self.step_size}, {self.decay}, "
+                             f"{self.vc_weight}, {self.key_weight}")
+
+
 @register_protector("avih")
 class AVIH(Protector):
-    """AVIH protector; ``AVIH(model, ...)(images)`` returns the encrypted (protected) images.
+    """AVIH protector; ``AVIH(model, **params)(images)`` returns the encrypted (protected) images.
 
     Optimises ``x_e`` in pixel space, starting from noise, so that the authorised feature of
     ``x_e`` matches the original's while a variance-consistency term keeps ``x_e`` free of local
@@ -106,7 +140,9 @@ class AVIH(Protector):
 
     and ``alpha`` (per image, from ``step_size``) is multiplied by ``decay`` each time the image's
     loss has risen (compared with its previous iteration, counted from ``i = 2``) ``patience``
-    times; the decay applies from the step of the iteration where the count is reached.
+    times. As in the official code, the count is updated after the step, so the step of the
+    iteration where the count is reached still uses the old ``alpha``; the decay applies from
+    the next iteration on.
 
     Adaptation choices (relative to the official classification / face-recognition code):
 
@@ -120,6 +156,15 @@ class AVIH(Protector):
     * **Key term off by default**: the generative key model of the paper (which lets a key holder
       recover the original) was not released for Re-ID; pass any image-to-image module as
       ``key_model`` to enable it.
+    * **Key model in eval mode**: the official code runs its key generator in train mode
+      (dropout active, BatchNorm normalising with the statistics of the current batch). Here it
+      runs in eval mode (its flags are restored afterwards): with batch statistics, an image's
+      key term, and so its encryption, would depend on its batch-mates and on the batch size
+      (with batch size 1, the official setting for faces, BatchNorm normalises each image by
+      itself), and dropout would make the term random at every step. In eval mode the key term
+      is deterministic and per image, like the rest of this adaptation, and matches how a key
+      holder decodes (one image at a time, in eval mode). BatchNorm layers built with
+      ``track_running_stats=False`` still use batch statistics.
     * **8-bit output**: with ``quantize`` the losses are evaluated on the 8-bit rounded image
       through a straight-through estimator (as in :class:`PixelFade`), and the rounded image is
       returned, so the feature distance holds for the stored image.
@@ -130,19 +175,9 @@ class AVIH(Protector):
 
     Args:
         model: the authorised model (normalisation inside, see :class:`AuthorizedModel`).
-        steps: N, number of iterations (>= 0; 100 as in PixelFade's comparison).
-        step_size: initial step size alpha in pixel units.
-        momentum: momentum factor of the normalised gradient.
-        decay: factor applied to an image's step size when its patience runs out, in (0, 1].
-        patience: number of loss increases that trigger a decay (>= 1).
-        vc_weight: c, weight of the variance-consistency loss.
-        init: ``'random'``: N(0, 1) noise clamped to [0, 1] (paper); ``'original'``: the image.
         key_model: optional image-to-image module ``G_key``, ``(B, 3, H, W) -> (B, 3, H, W)``
             pixels; run in eval mode, its output is clipped to [0, 1] and pulled to the original.
-        key_weight: weight of the key term (used only with a ``key_model``).
-        quantize: optimise through, and return, the 8-bit rounded image.
-        seed: seed of the local generator of the initial noise; None seeds from the OS. The
-            generator advances across calls, so batches get different noise.
+        **params: fields of :class:`AVIHParams`, e.g. ``steps=100, seed=0``.
 
     Shape:
         images ``(B, 3, H, W)`` in [0, 1] (at least two 4x4 windows) -> ``(B, 3, H, W)`` in
@@ -152,46 +187,54 @@ class AVIH(Protector):
 
     Raises:
         ValueError: without a model or for invalid hyper-parameters.
+        TypeError: for a ``key_model`` that is not a module.
     """
 
-    def __init__(self, model: AuthorizedModel, steps: int = 100, step_size: float = 0.01,
-                 momentum: float = 0.3, decay: float = 0.85, patience: int = 16,
-                 vc_weight: float = 0.001, init: str = "random",
-                 key_model: nn.Module | None = None, key_weight: float = 0.2,
-                 quantize: bool = True, seed: int | None = None) -> None:
-        if model is None:
-            raise ValueError("AVIH needs the authorised model")
-        if init not in INITS:
-            raise ValueError(f"Unknown init {init!r}; choose one of {INITS}")
-        if steps < 0 or patience < 1:
-            raise ValueError(f"Need steps >= 0 and patience >= 1; got {steps}, {patience}")
-        if step_size < 0 or not 0 < decay <= 1 or vc_weight < 0 or key_weight < 0:
-            raise ValueError(f"Need step_size >= 0, 0 < decay <= 1, vc_weight >= 0, "
-                             f"key_weight >= 0; got {step_size}, {decay}, {vc_weight}, "
-                             f"{key_weight}")
-        super().__init__(model, quantize=quantize)
-        self.steps, self.patience = int(steps), int(patience)
-        self.step_size, self.momentum, self.decay = float(step_size), float(momentum), float(decay)
-        self.vc_weight, self.key_weight = float(vc_weight), float(key_weight)
-        self.init, self.key_model, self.seed = init, key_model, seed
-        self._generators: dict[torch.device, torch.Generator] = {}
+    Params = AVIHParams
+    requires_model = True
+
+    def __init__(self, model: AuthorizedModel, key_model: nn.Module | None = None,
+                 **params) -> None:
+        super().__init__(model, **params)
+        if key_model is not None and not isinstance(key_model, nn.Module):
+            raise TypeError(f"key_model must be an nn.Module or None, got {key_model!r}")
+        self.key_model = key_model
 
     def hparams(self) -> dict:
-        names = ("steps", "step_size", "momentum", "decay", "patience", "vc_weight", "init",
-                 "key_weight", "quantize", "seed")
-        params = {name: getattr(self, name) for name in names}
-        params["key_model"] = None if self.key_model is None else type(self.key_model).__name__
-        return params
+        """The fields of :class:`AVIHParams`, then ``key_model``'s class name (or None)."""
+        key_model = None if self.key_model is None else type(self.key_model).__name__
+        return {**super().hparams(), "key_model": key_model}
+
+    def _check(self, images: torch.Tensor) -> None:
+        check_images(images)
+        _check_size(*images.shape[-2:])
+
+    def _protect(self, images: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
+        p = self.params
+        encrypted = self._initial(images)
+        momentum = torch.zeros_like(encrypted)
+        step_size = torch.full(images.shape[:1], p.step_size, device=images.device,
+                               dtype=images.dtype)
+        count = torch.zeros(images.shape[:1], dtype=torch.long, device=images.device)
+        previous = None
+        with torch.enable_grad():
+            for i in range(p.steps):
+                x = encrypted.detach().requires_grad_(True)
+                loss = self._loss(x, images, reference)
+                grad, = torch.autograd.grad(loss.sum(), x)
+                momentum = normalized_momentum(momentum, grad, p.momentum)
+                encrypted = (x.detach() - step_size.view(-1, 1, 1, 1) * momentum).clamp(0, 1)
+                # after the update, as the official code: a decay counts from the next step
+                count, step_size = _update_step_sizes(loss.detach(), previous, count, step_size,
+                                                      i, p.patience, p.decay)
+                previous = loss.detach()
+        return ProtectionResult(images=encrypted)
 
     # ------------------------------------------------------------------ helpers
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = make_generator(self.seed, device)
-        return self._generators[device]
-
     def _initial(self, images: torch.Tensor) -> torch.Tensor:
-        if self.init == "original":
+        """``(B, 3, H, W)`` starting point in [0, 1]: clamped N(0, 1) noise, or the images."""
+        if self.params.init == "original":
             return images.clone()
         noise = torch.randn(images.shape, generator=self._generator(images.device),
                             device=images.device, dtype=images.dtype)
@@ -200,49 +243,13 @@ class AVIH(Protector):
     def _loss(self, encrypted: torch.Tensor, images: torch.Tensor,
               reference: torch.Tensor) -> torch.Tensor:
         """Per-image total loss ``(B,)`` of the current encrypted images (one model forward)."""
-        pixels = _straight_through_8bit(encrypted) if self.quantize else encrypted
+        p = self.params
+        pixels = quantize_ste(encrypted) if p.quantize else encrypted
         loss = feature_distance(self.model(pixels), reference)
-        if self.vc_weight:
-            loss = loss + self.vc_weight * variance_consistency_loss(pixels)
-        if self.key_model is not None and self.key_weight:
+        if p.vc_weight:
+            loss = loss + p.vc_weight * variance_consistency_loss(pixels)
+        if self.key_model is not None and p.key_weight:
             with eval_mode(self.key_model):
                 recovered = self.key_model(pixels).clamp(0, 1)
-            loss = loss + self.key_weight * (recovered - images).pow(2).flatten(1).mean(dim=1)
+            loss = loss + p.key_weight * (recovered - images).pow(2).flatten(1).mean(dim=1)
         return loss
-
-    # ------------------------------------------------------------------ public
-
-    def protect(self, images: torch.Tensor) -> ProtectionResult:
-        """Encrypts ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and distances."""
-        check_images(images)
-        _check_size(*images.shape[-2:])
-        with torch.no_grad():
-            reference = self.model(images)
-        encrypted = self._initial(images)
-        momentum = torch.zeros_like(encrypted)
-        batch = images.shape[0]
-        step_size = torch.full((batch,), self.step_size, device=images.device,
-                               dtype=images.dtype)
-        count = torch.zeros(batch, dtype=torch.long, device=images.device)
-        previous = None
-        with torch.enable_grad():
-            for i in range(self.steps):
-                x = encrypted.detach().requires_grad_(True)
-                loss = self._loss(x, images, reference)
-                grad, = torch.autograd.grad(loss.sum(), x)
-                loss = loss.detach()
-                count, step_size = _update_step_sizes(loss, previous, count, step_size, i,
-                                                      self.patience, self.decay)
-                previous = loss
-                grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-                momentum = self.momentum * momentum + grad
-                encrypted = (x.detach() - step_size.view(-1, 1, 1, 1) * momentum).clamp(0, 1)
-        return self._result(encrypted, reference)
-
-    @torch.no_grad()
-    def _result(self, encrypted: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
-        protected = encrypted.detach().clamp(0, 1)
-        if self.quantize:
-            protected = protected.mul(255).round().div(255)
-        distance = feature_distance(self.model(protected), reference)
-        return ProtectionResult(images=protected, distance=distance)

@@ -6,19 +6,25 @@ pixel images in [0, 1]::
     protector = build_protector("pixelfade", model, steps=100)
     protected = protector(images)            # (B, 3, H, W) in [0, 1]
     result = protector.protect(images)        # images + per-image diagnostics
+
+Each protector declares its hyper-parameters once, as the dataclass ``Params``
+(:mod:`.params`); :func:`protector_params` gives it by registered name, so a config module can
+generate its options from ``dataclasses.fields``.
 """
 from __future__ import annotations
 
 import dataclasses
-import secrets
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..io import quantize as quantize_8bit
 from ..models import AuthorizedModel
+from .functional import check_images, feature_distance, make_generator, within
+from .params import HyperParameters, make_params
 
-PROTECTORS: dict[str, type["Protector"]] = {}
+PROTECTORS: dict[str, type[Protector]] = {}
 
 
 def register_protector(name: str) -> Callable[[type], type]:
@@ -37,18 +43,37 @@ def list_protectors() -> list[str]:
     return sorted(PROTECTORS)
 
 
-def build_protector(name: "str | Protector", model: AuthorizedModel | None = None,
-                    **kwargs) -> "Protector":
-    """Builds a registered protector; a protector object is returned unchanged.
+def _registered(name: str) -> type[Protector]:
+    if name not in PROTECTORS:
+        raise ValueError(f"Unknown protector {name!r}; choose one of {list_protectors()}")
+    return PROTECTORS[name]
+
+
+def protector_params(name: str) -> type[HyperParameters]:
+    """The ``Params`` dataclass of a registered protector (its hyper-parameters and defaults).
+
+    Example::
+
+        for field in dataclasses.fields(protector_params("blur")):
+            print(field.name, field.type, field.default, field.metadata["doc"])
 
     Raises:
         ValueError: for an unknown name (the message lists the valid ones).
     """
+    return _registered(name).Params
+
+
+def build_protector(name: str | Protector, model: AuthorizedModel | None = None,
+                    **kwargs) -> Protector:
+    """Builds a registered protector; a protector object is returned unchanged.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+        TypeError: for a keyword that is not a hyper-parameter of the protector.
+    """
     if isinstance(name, Protector):
         return name
-    if name not in PROTECTORS:
-        raise ValueError(f"Unknown protector {name!r}; choose one of {list_protectors()}")
-    return PROTECTORS[name](model, **kwargs)
+    return _registered(name)(model, **kwargs)
 
 
 @dataclasses.dataclass
@@ -69,76 +94,138 @@ class ProtectionResult:
     replaced_fraction: torch.Tensor | None = None
 
 
-def check_images(images: torch.Tensor) -> None:
-    """Validates a batch of pixel images at a public boundary."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"Expected images of shape (B, 3, H, W), got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"Expected float images in [0, 1], got dtype {images.dtype}")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"Expected pixel values in [0, 1], got [{images.min():.3f}, "
-                         f"{images.max():.3f}]")
-
-
-def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A local generator on ``device``: seeded with ``seed``, or from the OS when None."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(secrets.randbits(63) if seed is None else seed)
-    return generator
-
-
-def feature_distance(features: torch.Tensor, reference: torch.Tensor,
-                     reduction: str = "mean") -> torch.Tensor:
-    """Per-image squared feature distance, ``(B, D), (B, D) -> (B,)``.
-
-    ``'mean'``: mean over dimensions (MSE, the official code's scale); ``'sum'``: squared L2.
-    """
-    squared = (features - reference).pow(2)
-    if reduction == "mean":
-        return squared.mean(dim=1)
-    if reduction == "sum":
-        return squared.sum(dim=1)
-    raise ValueError(f"Unknown loss reduction {reduction!r}; choose 'mean' or 'sum'")
-
-
 class Protector:
-    """Base class: subclasses implement :meth:`_protect` (and may override :meth:`protect`).
+    """Base class: a template that checks, protects, rounds as stored and measures.
+
+    Subclasses set ``Params`` (a :func:`~.params.hyperparameters` dataclass with at least a
+    ``quantize`` field, and ``seed`` if they draw random numbers) and implement
+    :meth:`_protect`; they may override :meth:`_check` and :meth:`_limits`. Hyper-parameters
+    are read as ``protector.params.<name>``; ``protector.<name>`` is a read-only alias.
 
     Args:
         model: the authorised model; optional for protectors that do not optimise, which then
             use it only for the distance diagnostic.
-        quantize: round outputs to the 8-bit grid, as they will be stored.
+        **kwargs: the hyper-parameters, fields of ``Params`` (defaults for the others).
+
+    Raises:
+        ValueError: without a model for a protector that needs one, or for invalid values.
+        TypeError: for a keyword that is not a field of ``Params``.
     """
 
     name = "base"
+    Params: type[HyperParameters]
+    requires_model = False
 
-    def __init__(self, model: AuthorizedModel | None = None, quantize: bool = True) -> None:
+    def __init__(self, model: AuthorizedModel | None = None, **kwargs: Any) -> None:
+        if model is None and self.requires_model:
+            raise ValueError(f"{type(self).__name__} needs the authorised model")
         self.model = model
-        self.quantize = quantize
+        self.params = make_params(self.Params, kwargs, type(self).__name__)
+        self._generators: dict[torch.device, torch.Generator] = {}
 
     def hparams(self) -> dict:
         """Hyper-parameters recorded in manifests (JSON-serialisable)."""
-        return {"quantize": self.quantize}
+        return dataclasses.asdict(self.params)
 
-    def _protect(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ template
 
     def protect(self, images: torch.Tensor) -> ProtectionResult:
         """Protects ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and diagnostics."""
-        check_images(images)
-        protected = self._protect(images).clamp(0, 1)
-        if self.quantize:
+        self._check(images)
+        reference = self._reference(images)
+        return self.finish(self._protect(images, reference), reference)
+
+    @torch.no_grad()
+    def _reference(self, images: torch.Tensor) -> torch.Tensor | None:
+        """``(B, D)`` features of the original ``images``, or None without a model."""
+        return None if self.model is None else self.model(images)
+
+    @torch.no_grad()
+    def finish(self, draft: ProtectionResult | torch.Tensor,
+               reference: torch.Tensor | None) -> ProtectionResult:
+        """Assembles the returned result from a protector's draft.
+
+        The images are clipped to [0, 1] and, with ``quantize``, rounded as stored; their
+        distance to ``reference`` is measured under the protector's loss reduction, and checked
+        with :func:`within` against :meth:`_limits` where the protector has limits.
+
+        Args:
+            draft: the protector's output: a result whose ``images`` are ``(B, 3, H, W)``
+                pixels (any range; ``replaced_fraction`` is passed through), or the images.
+            reference: ``(B, D)`` features of the originals, or None without a model.
+        """
+        if isinstance(draft, torch.Tensor):
+            draft = ProtectionResult(draft)
+        protected = draft.images.detach().clamp(0, 1)
+        if self.params.quantize:
             protected = quantize_8bit(protected)
-        distance = None
-        if self.model is not None:
-            with torch.no_grad():
-                distance = feature_distance(self.model(protected), self.model(images))
-        return ProtectionResult(protected.detach(), distance)
+        if reference is None:
+            return ProtectionResult(protected, replaced_fraction=draft.replaced_fraction)
+        reduction = getattr(self.params, "loss_reduction", "mean")
+        distance = feature_distance(self.model(protected), reference, reduction)
+        limits = self._limits(reference)
+        met = None if limits is None else within(distance, limits)
+        return ProtectionResult(protected, distance, met, draft.replaced_fraction)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _check(self, images: torch.Tensor) -> None:
+        """Validates the input batch (shape, dtype, range)."""
+        check_images(images)
+
+    def _protect(self, images: torch.Tensor,
+                 reference: torch.Tensor | None) -> ProtectionResult | torch.Tensor:
+        """The protection itself, returning a draft for :meth:`finish`.
+
+        Args:
+            images: ``(B, 3, H, W)`` pixels in [0, 1].
+            reference: ``(B, D)`` features of the originals, or None without a model.
+
+        Returns:
+            ``images`` ``(B, 3, H, W)`` pixels (clipped and rounded later) and, optionally,
+            ``replaced_fraction``; the other fields are filled in by :meth:`finish`.
+        """
+        raise NotImplementedError
+
+    def _limits(self, reference: torch.Tensor) -> torch.Tensor | None:
+        """Per-image bound ``(B,)`` on the feature distance; None for protectors without one."""
+        return None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        """The protector's local generator on ``device``, created on first use.
+
+        Seeded from ``params.seed`` (from the OS when None or absent); it advances across
+        calls, so batches get different noise.
+        """
+        if device not in self._generators:
+            seed = getattr(self.params, "seed", None)
+            self._generators[device] = make_generator(seed, device)
+        return self._generators[device]
+
+    # ------------------------------------------------------------------ attributes
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and name in _field_names(params):
+            return getattr(params, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _field_names(getattr(type(self), "Params", None)):
+            raise AttributeError(f"{name!r} is a hyper-parameter of {type(self).__name__}; "
+                                 f"build a new protector to change it")
+        super().__setattr__(name, value)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Protected images only, ``(B, 3, H, W)`` in [0, 1]: ``protect(images).images``."""
         return self.protect(images).images
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({params})"
+
+
+def _field_names(params: Any) -> set[str]:
+    if params is None or not dataclasses.is_dataclass(params):
+        return set()
+    return {field.name for field in dataclasses.fields(params)}

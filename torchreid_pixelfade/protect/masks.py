@@ -1,9 +1,11 @@
 """Partial-replacement masks of Progressive Pixel Fading, as pure functions.
 
-A set of ``I`` disjoint masks that together cover every value is stored as one integer tensor
-``mask_ids`` of the images' shape: value ``k`` of an element means "element belongs to mask k".
-Disjointness and coverage therefore hold by construction, and the masks of a batch do not depend
-on the batch size: each image gets its own random, exactly balanced partition.
+A set of ``I`` disjoint masks is stored as one integer tensor ``mask_ids`` of the images' shape:
+value ``k`` in ``[0, I)`` of an element means "element belongs to mask k", and ``-1`` "in no
+mask, never replaced". Disjointness therefore holds by construction. The drawn masks
+(:func:`random_mask_ids`) also cover every value and do not depend on the batch size: each image
+gets its own random, exactly balanced partition. Caller-supplied boolean masks (for instance the
+official code's, drawn over the flattened batch) are converted by :func:`mask_ids_from_masks`.
 """
 from __future__ import annotations
 
@@ -43,14 +45,49 @@ def random_mask_ids(shape: torch.Size | tuple, num_masks: int, unit: str = "elem
     return mask_ids.view(b, 1, h, w).expand(b, c, h, w).contiguous()
 
 
+def mask_ids_from_masks(masks: torch.Tensor, shape: torch.Size | tuple,
+                        num_masks: int) -> torch.Tensor:
+    """Converts ``I`` disjoint boolean masks into ``mask_ids``, validating them.
+
+    Args:
+        masks: ``(I, B, C, H, W)`` bool; ``masks[j]`` marks the values the j-th replacement
+            writes. Disjoint; the union need not cover every value (uncovered values are never
+            replaced).
+        shape: ``(B, C, H, W)`` of the images.
+        num_masks: the protector's ``I``.
+
+    Returns:
+        ``(B, C, H, W)`` int64 on the masks' device, ``j`` where ``masks[j]`` is set, else -1.
+
+    Raises:
+        TypeError: for a non-tensor.
+        ValueError: for a non-bool dtype, another shape, or overlapping masks.
+    """
+    expected = (num_masks, *shape)
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a bool tensor of shape {expected}, got "
+                         f"{type(masks).__name__}")
+    if masks.dtype != torch.bool:
+        raise ValueError(f"masks must be a bool tensor, got dtype {masks.dtype}")
+    if tuple(masks.shape) != expected:
+        raise ValueError(f"masks must have shape (num_masks, B, C, H, W) = {expected}, got "
+                         f"{tuple(masks.shape)}")
+    if (masks.sum(dim=0) > 1).any():
+        raise ValueError("masks must be disjoint: some values are in more than one mask")
+    index = torch.arange(1, num_masks + 1, device=masks.device).view(-1, 1, 1, 1, 1)
+    return (masks.long() * index).sum(dim=0) - 1
+
+
 def replace_values(images: torch.Tensor, noise: torch.Tensor, mask_ids: torch.Tensor,
-                   mask_index: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   mask_index: torch.Tensor,
+                   active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Partial Replacement Operation: writes the noise into one mask of each active image.
 
     Args:
         images: ``(B, C, H, W)`` current protected images (any space).
         noise: ``(B, C, H, W)`` replacement values (the fixed noise target).
-        mask_ids: ``(B, C, H, W)`` partition from :func:`random_mask_ids`.
+        mask_ids: ``(B, C, H, W)`` mask of each value (:func:`random_mask_ids` or
+            :func:`mask_ids_from_masks`; -1: never replaced).
         mask_index: ``(B,)`` which mask each image replaces now.
         active: ``(B,)`` bool, which images replace at this step.
 

@@ -4,14 +4,17 @@ Objective (Eq. 1): make the protected image ``x_p`` as close as possible to a fi
 ``eta`` while the authorised feature stays close, ``d(f(x_p), f(x)) <= eps``. Each step:
 
 1. Partial Replacement (PRO): images whose constraint held at the previous step (and every image
-   during warm-up) write ``eta`` into their next mask of a disjoint, covering set of ``I`` masks;
-2. one forward and one backward pass to the input give ``grad d``;
+   during warm-up) write ``eta`` into their next mask of a disjoint set of ``I`` masks (drawn
+   covering, or supplied to :meth:`PixelFade.protect`); before step 0 the "previous" check is
+   that of the untouched image, ``d = 0 <= eps``;
+2. one forward and one backward pass to the input give ``grad`` of the batch-mean distance;
 3. Constraint Operation (CO): momentum over the per-image mean-|g| normalised gradient, a step of
    ``beta`` where the constraint holds and ``beta_temp`` where it does not, then the clamp.
 
 All arithmetic happens in the model's normalised space, as in the official code, so ``eta`` is
 N(0, 1) there (N(mean_c, std_c^2) in pixels) and ``beta`` = 0.01 keeps its meaning. Every switch
-between the paper and the official code is a constructor argument; see ``algorithms.md`` 1.3.
+between the paper and the official code is a field of :class:`PixelFadeParams`; see
+``algorithms.md`` 1.3. The ablations (paper Tables 3-4, Fig. 4) live in :mod:`.ablations`.
 """
 from __future__ import annotations
 
@@ -19,242 +22,295 @@ import dataclasses
 
 import torch
 
-from ..io import quantize as quantize_8bit
-from ..models import AuthorizedModel
-from .base import (ProtectionResult, Protector, check_images, feature_distance, make_generator,
-                   register_protector)
-from .masks import random_mask_ids, replace_values
+from .ablations import REPLACEMENTS, TARGETS
+from .base import ProtectionResult, Protector, register_protector
+from .functional import feature_distance, normalized_momentum, quantize_ste, within
+from .masks import MASK_UNITS, mask_ids_from_masks, random_mask_ids, replace_values
+from .params import HyperParameters, check_choice, hparam, hyperparameters
+
+Bounds = tuple[torch.Tensor, torch.Tensor]
+
+
+@hyperparameters
+class PixelFadeParams(HyperParameters):
+    """Hyper-parameters of :class:`PixelFade` (paper 4.1.4 with the official code's behaviour).
+
+    Four kinds: the paper's (``steps`` .. ``no_replace_last``), paper-vs-official switches
+    (``loss_reduction`` .. ``clamp``), runtime settings (``quantize``, ``seed``) and the
+    ablations of paper Tables 3-4 and Fig. 4 (``target`` .. ``l1_weight``).
+    """
+
+    steps: int = hparam(100, "T, total optimisation steps (>= 1).")
+    warmup_steps: int = hparam(5, "steps that replace whatever the constraint says (one cycle "
+                                  "when = num_masks; >= 0). Step 0 follows the untouched "
+                                  "image's check d = 0 <= eps, so with 0 it still replaces for "
+                                  "any eps >= 0, as the official loop (its constraint flag "
+                                  "starts true) and paper Alg. 1 (L_f(x) = 0 < eps) do; a "
+                                  "negative eps turns the step-0 replacement off.")
+    num_masks: int = hparam(5, "I, number of disjoint masks (>= 1).")
+    eps: float = hparam(0.03, "constraint bound on the feature distance.")
+    eps_mode: str = hparam("absolute", "'absolute': eps bounds the distance itself (paper, "
+                           "official); 'relative': eps is a fraction of the original feature's "
+                           "mean square (mean(f(x)^2), or its sum for loss_reduction='sum'), "
+                           "one value for any backbone.")
+    momentum: float = hparam(0.6, "alpha, momentum of the normalised gradient.")
+    beta: float = hparam(0.01, "CO step size where the constraint holds (normalised units).")
+    beta_temp: float = hparam(0.04, "CO step size where it does not (official code; set = beta "
+                              "for the paper).")
+    no_replace_last: int = hparam(5, "no replacement in the last steps (official rule: the "
+                                  "constraint state is forced to 'violated' from step "
+                                  "T - no_replace_last on).")
+    loss_reduction: str = hparam("mean", "'mean' over feature dimensions (MSE, official) or "
+                                 "'sum' (the paper's squared L2 distance). Either way the "
+                                 "gradient is that of the batch mean of the per-image "
+                                 "distances, as in the official code.")
+    constraint_scope: str = hparam("image", "'image': each image checks its own constraint "
+                                   "(paper Eq. 1); 'batch': one batch-mean check for all "
+                                   "(official code).")
+    mask_index: str = hparam("step", "'step': mask t mod I (official); 'count': an image's own "
+                             "PRO counter mod I, so cycles are never skipped (paper).")
+    mask_unit: str = hparam("element", "'element': each channel value has its own mask "
+                            "(official); 'pixel': the channels of a pixel are replaced "
+                            "together.")
+    co_every_step: bool = hparam(True, "CO at every step (official); False: CO only where the "
+                                 "constraint is violated, PRO only where it holds (paper "
+                                 "Alg. 1).")
+    clamp: str = hparam("valid", "'valid': the valid pixel range [0, 1] per channel "
+                        "(default: every value stays a colour that can be stored); 'batch': "
+                        "the scalar min/max of the normalised batch (official; lets values "
+                        "leave [0, 1] and couples an image to its batch); outputs are still "
+                        "clipped to [0, 1] when returned.")
+    quantize: bool = hparam(True, "optimise through, and measure on, the 8-bit rounded image "
+                            "(as stored; default, so the constraint holds for the saved "
+                            "image). False: float values throughout, as the official code.")
+    seed: int | None = hparam(None, "seed of the local generator (noise and masks); None seeds "
+                              "from the OS. The generator advances across calls, so batches get "
+                              "different noise.")
+    target: str = hparam("noise", "objective's target (paper Table 4): 'noise' (PixelFade), "
+                         "'zeros' (the mean colour), 'other' (another image of the batch), "
+                         "'contrastive' (each value's farthest valid value).")
+    noise_weight: float = hparam(1.0, "w of paper Table 3: the noise target becomes "
+                                 "(1 - w) x + w eta.")
+    replacement: str = hparam("replace", "replacement strategy (paper Fig. 4): 'replace' (PRO "
+                              "writes the target), 'perturb' (PRO adds perturb_amplitude * eta "
+                              "to the masked values), 'l1' (no PRO; CO minimises "
+                              "d + l1_weight * mean|x_p - target|).")
+    perturb_amplitude: float = hparam(0.5, "a of the 'perturb' strategy (normalised units).")
+    l1_weight: float = hparam(1.0, "w of the 'l1' strategy.")
+
+    def _validate(self) -> None:
+        check_choice("eps_mode", self.eps_mode, ("absolute", "relative"))
+        check_choice("loss_reduction", self.loss_reduction, ("mean", "sum"))
+        check_choice("constraint_scope", self.constraint_scope, ("image", "batch"))
+        check_choice("mask_index", self.mask_index, ("step", "count"))
+        check_choice("mask_unit", self.mask_unit, MASK_UNITS)
+        check_choice("clamp", self.clamp, ("valid", "batch"))
+        check_choice("target", self.target, tuple(TARGETS))
+        check_choice("replacement", self.replacement, tuple(REPLACEMENTS))
+        if self.steps < 1 or self.num_masks < 1 or self.warmup_steps < 0:
+            raise ValueError(f"Need steps >= 1, num_masks >= 1, warmup_steps >= 0; got "
+                             f"{self.steps}, {self.num_masks}, {self.warmup_steps}")
 
 
 @dataclasses.dataclass
 class _State:
     """Per-batch optimisation state."""
 
-    z: torch.Tensor  # current protected images, normalised space
-    momentum: torch.Tensor
+    z: torch.Tensor  # (B, C, H, W) current protected images, normalised space
+    momentum: torch.Tensor  # (B, C, H, W)
     satisfied: torch.Tensor  # (B,) constraint held at the previous step
     replaced: torch.Tensor  # (B, C, H, W) bool, replaced at least once
     pro_count: torch.Tensor  # (B,) number of PROs done
 
+    @classmethod
+    def start(cls, z0: torch.Tensor, satisfied: torch.Tensor) -> _State:
+        batch, device = z0.shape[0], z0.device
+        return cls(z=z0.clone(), momentum=torch.zeros_like(z0), satisfied=satisfied.clone(),
+                   replaced=torch.zeros_like(z0, dtype=torch.bool),
+                   pro_count=torch.zeros(batch, dtype=torch.long, device=device))
+
 
 @register_protector("pixelfade")
 class PixelFade(Protector):
-    """PixelFade protector; ``PixelFade(model, ...)(images)`` returns protected images.
+    """PixelFade protector; ``PixelFade(model, **params)(images)`` returns protected images.
 
     Args:
         model: the authorised model (normalisation inside, see :class:`AuthorizedModel`).
-        steps: T, total optimisation steps.
-        warmup_steps: steps that replace whatever the constraint says (one cycle when = I).
-        num_masks: I, number of disjoint masks.
-        eps: constraint bound on the feature distance.
-        eps_mode: ``'absolute'``: ``eps`` bounds the distance itself (paper, official);
-            ``'relative'``: ``eps`` is a fraction of the original feature's mean square
-            (``mean(f(x)^2)``, or its sum for ``loss_reduction='sum'``), one value for any backbone.
-        momentum: alpha, momentum of the normalised gradient.
-        beta: CO step size where the constraint holds.
-        beta_temp: CO step size where it does not (official code; set = beta for the paper).
-        no_replace_last: no replacement in the last steps (official rule: the constraint state
-            is forced to "violated" from step ``T - no_replace_last`` on).
-        loss_reduction: ``'mean'`` over feature dimensions (MSE, official) or ``'sum'`` (the
-            paper's squared L2 distance).
-        constraint_scope: ``'image'``: each image checks its own constraint (paper Eq. 1);
-            ``'batch'``: one batch-mean check for all (official code).
-        mask_index: ``'step'``: mask ``t mod I`` (official); ``'count'``: an image's own PRO
-            counter mod I, so cycles are never skipped (paper).
-        mask_unit: ``'element'``: each channel value has its own mask (official);
-            ``'pixel'``: the channels of a pixel are replaced together.
-        co_every_step: CO at every step (official); False: CO only where the constraint is
-            violated, PRO only where it holds (paper Alg. 1).
-        clamp: ``'valid'``: the valid pixel range [0, 1]; ``'batch'``: the scalar min/max of the
-            normalised batch (official), outputs are still clipped to [0, 1] when returned.
-        quantize: optimise through, and measure on, the 8-bit rounded image (as stored).
-        seed: seed of the local generator (noise and masks); None seeds from the OS. The
-            generator advances across calls, so batches get different noise.
-        target: ablations of the objective's target (paper Table 4): ``'noise'`` (PixelFade),
-            ``'zeros'`` (0 in normalised space: the mean colour), ``'other'`` (another image of
-            the batch, rolled by one: another identity when the batch holds several),
-            ``'contrastive'`` (push away from the original: each value's farthest valid value).
-        noise_weight: w of paper Table 3: the noise target becomes ``(1 - w) x + w eta``.
-        replacement: ablations of the replacement strategy (paper Fig. 4): ``'replace'``
-            (PRO writes the target), ``'perturb'`` (PRO adds ``perturb_amplitude * eta`` to the
-            masked values instead), ``'l1'`` (no PRO; CO minimises
-            ``d + l1_weight * mean|x_p - target|`` instead).
-        perturb_amplitude: a of the ``'perturb'`` strategy (normalised units).
-        l1_weight: w of the ``'l1'`` strategy.
+        **params: fields of :class:`PixelFadeParams`, e.g. ``steps=100, eps=0.03, seed=0``.
 
     Shape:
         images ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` in [0, 1]; any B, H, W, device.
+        :meth:`protect` adds ``distance``, ``constraint_met`` and ``replaced_fraction``, all
+        ``(B,)``, measured on the returned (stored) images.
+
+    The official configuration (``algorithms.md`` 1.2) is ``constraint_scope='batch',
+    clamp='batch', quantize=False`` with the other defaults (``loss_reduction='mean'``,
+    ``mask_index='step'``, ``mask_unit='element'``, ``co_every_step=True``, ``beta_temp=0.04``,
+    ``warmup_steps=5``, ``no_replace_last=5``) and the official masks (one draw over the
+    flattened batch, per element) passed as ``masks=``; ``tests/protect/test_official_reference``
+    checks it against an independent port of the official loop, bit for bit.
+
+    Raises:
+        ValueError: without a model or for invalid hyper-parameters.
     """
 
-    def __init__(self, model: AuthorizedModel, steps: int = 100, warmup_steps: int = 5,
-                 num_masks: int = 5, eps: float = 0.03, eps_mode: str = "absolute",
-                 momentum: float = 0.6, beta: float = 0.01, beta_temp: float = 0.04,
-                 no_replace_last: int = 5, loss_reduction: str = "mean",
-                 constraint_scope: str = "image", mask_index: str = "step",
-                 mask_unit: str = "element", co_every_step: bool = True, clamp: str = "valid",
-                 quantize: bool = True, seed: int | None = None, target: str = "noise",
-                 noise_weight: float = 1.0, replacement: str = "replace",
-                 perturb_amplitude: float = 0.5, l1_weight: float = 1.0) -> None:
-        if model is None:
-            raise ValueError("PixelFade needs the authorised model")
-        super().__init__(model, quantize=quantize)
-        _check_choice("eps_mode", eps_mode, ("absolute", "relative"))
-        _check_choice("loss_reduction", loss_reduction, ("mean", "sum"))
-        _check_choice("constraint_scope", constraint_scope, ("image", "batch"))
-        _check_choice("mask_index", mask_index, ("step", "count"))
-        _check_choice("mask_unit", mask_unit, ("element", "pixel"))
-        _check_choice("clamp", clamp, ("valid", "batch"))
-        _check_choice("target", target, TARGETS)
-        _check_choice("replacement", replacement, REPLACEMENTS)
-        if steps < 1 or num_masks < 1 or warmup_steps < 0:
-            raise ValueError(f"Need steps >= 1, num_masks >= 1, warmup_steps >= 0; got "
-                             f"{steps}, {num_masks}, {warmup_steps}")
-        self.steps, self.warmup_steps, self.num_masks = steps, warmup_steps, num_masks
-        self.eps, self.eps_mode = float(eps), eps_mode
-        self.momentum, self.beta, self.beta_temp = float(momentum), float(beta), float(beta_temp)
-        self.no_replace_last = no_replace_last
-        self.loss_reduction, self.constraint_scope = loss_reduction, constraint_scope
-        self.mask_index, self.mask_unit = mask_index, mask_unit
-        self.co_every_step, self.clamp = co_every_step, clamp
-        self.seed = seed
-        self.target, self.noise_weight = target, float(noise_weight)
-        self.replacement, self.perturb_amplitude = replacement, float(perturb_amplitude)
-        self.l1_weight = float(l1_weight)
-        self._generators: dict[torch.device, torch.Generator] = {}
+    Params = PixelFadeParams
+    requires_model = True
 
-    def hparams(self) -> dict:
-        names = ("steps", "warmup_steps", "num_masks", "eps", "eps_mode", "momentum", "beta",
-                 "beta_temp", "no_replace_last", "loss_reduction", "constraint_scope",
-                 "mask_index", "mask_unit", "co_every_step", "clamp", "quantize", "seed", "target",
-                 "noise_weight", "replacement", "perturb_amplitude", "l1_weight")
-        return {name: getattr(self, name) for name in names}
+    def protect(self, images: torch.Tensor, noise: torch.Tensor | None = None,
+                masks: torch.Tensor | None = None) -> ProtectionResult:
+        """Protects a batch; the random draws can be supplied to compare runs under equal draws.
 
-    # ------------------------------------------------------------------ helpers
+        Without ``noise`` and ``masks`` the protector's generator draws the noise, then the
+        masks (``mask_unit``; each image an exactly balanced partition). A supplied tensor
+        replaces its draw, which is then not made (the generator does not advance for it).
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = make_generator(self.seed, device)
-        return self._generators[device]
+        Args:
+            images: ``(B, 3, H, W)`` pixels in [0, 1].
+            noise: optional ``(B, 3, H, W)`` float noise ``eta`` in the model's normalised
+                space (N(0, 1) there for PixelFade); moved to the images' device and dtype.
+            masks: optional ``(num_masks, B, 3, H, W)`` bool; ``masks[j]`` marks the values
+                the j-th replacement writes (``mask_index`` picks j). Must be disjoint; the
+                union need not cover every value: uncovered values are never replaced (as the
+                ``N mod I`` leftover of the official masks, drawn once over the flattened
+                batch). ``mask_unit`` is then ignored.
 
-    def _features(self, z: torch.Tensor) -> torch.Tensor:
-        """Features of ``z``; with ``quantize`` of its 8-bit rounded image, as stored, with a
-        straight-through gradient (one addition in the autograd graph)."""
-        if self.quantize:
-            with torch.no_grad():
-                offset = self.model.normalize(quantize_8bit(self.model.denormalize(z))) - z
-            z = z + offset
-        return self.model.forward_normalized(z)
+        Returns:
+            the protected images with their diagnostics (see the class docstring).
+
+        Raises:
+            TypeError: for ``noise`` or ``masks`` that is not a tensor.
+            ValueError: for invalid images, or ``noise``/``masks`` of the wrong shape or dtype,
+                or overlapping masks.
+        """
+        self._check(images)
+        noise = _checked_noise(noise, images)
+        mask_ids = None
+        if masks is not None:
+            mask_ids = mask_ids_from_masks(masks, images.shape, self.params.num_masks)
+            mask_ids = mask_ids.to(images.device)
+        reference = self._reference(images)
+        return self.finish(self._fade(images, reference, noise, mask_ids), reference)
+
+    def _protect(self, images: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
+        return self._fade(images, reference)
+
+    def _fade(self, images: torch.Tensor, reference: torch.Tensor,
+              noise: torch.Tensor | None = None,
+              mask_ids: torch.Tensor | None = None) -> ProtectionResult:
+        """The optimisation; ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn when None."""
+        p = self.params
+        noise, mask_ids = self._draws(images, noise, mask_ids)
+        limits = self._limits(reference)
+        z0 = self.model.normalize(images)
+        bounds = self._clamp_bounds(z0)
+        target = TARGETS[p.target](z0, noise, bounds, p.noise_weight)
+        # the untouched image meets d = 0 <= eps (official: the constraint flag starts true)
+        state = _State.start(z0, self._satisfied(torch.zeros_like(limits), limits))
+        with torch.enable_grad():
+            for t in range(p.steps):
+                self._replace(state, target, noise, mask_ids, t)
+                self._constrain(state, reference, limits, bounds, target, t)
+        return ProtectionResult(images=self.model.denormalize(state.z),
+                                replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)))
+
+    def _draws(self, images: torch.Tensor, noise: torch.Tensor | None,
+               mask_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The missing draws, noise first, from the protector's generator."""
+        if noise is None:
+            noise = torch.randn(images.shape, generator=self._generator(images.device),
+                                device=images.device, dtype=images.dtype)
+        if mask_ids is None:
+            mask_ids = random_mask_ids(images.shape, self.params.num_masks,
+                                       self.params.mask_unit, self._generator(images.device),
+                                       images.device)
+        return noise, mask_ids
 
     def _limits(self, reference: torch.Tensor) -> torch.Tensor:
         """Per-image bound on the distance, ``(B,)``."""
-        if self.eps_mode == "absolute":
-            return torch.full(reference.shape[:1], self.eps, device=reference.device)
-        return self.eps * feature_distance(reference, torch.zeros_like(reference),
-                                           self.loss_reduction)
-
-    def _satisfied(self, distance: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
-        if self.constraint_scope == "batch":
-            return (distance.mean() < limits.mean()).expand_as(distance)
-        return distance < limits
-
-    def _target(self, z0: torch.Tensor, noise: torch.Tensor,
-                bounds: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The values the replacement writes (normalised space), ``(B, C, H, W)``."""
-        if self.target == "noise":
-            return (1 - self.noise_weight) * z0 + self.noise_weight * noise
-        if self.target == "zeros":
-            return torch.zeros_like(z0)
-        if self.target == "other":
-            return z0.roll(1, dims=0)
-        lo, hi = (bound.expand_as(z0) for bound in bounds)
-        return torch.where(z0 - lo > hi - z0, lo, hi)  # contrastive: farthest valid value
-
-    def _clamp_bounds(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.clamp == "batch":
-            return z0.min().expand(1, 1, 1, 1), z0.max().expand(1, 1, 1, 1)
-        zeros = torch.zeros(1, 3, 1, 1, device=z0.device, dtype=z0.dtype)
-        return self.model.normalize(zeros), self.model.normalize(zeros + 1)
+        p = self.params
+        if p.eps_mode == "absolute":
+            return torch.full(reference.shape[:1], p.eps, device=reference.device)
+        return p.eps * feature_distance(reference, torch.zeros_like(reference), p.loss_reduction)
 
     # ------------------------------------------------------------------ one step
 
     def _replace(self, state: _State, target: torch.Tensor, noise: torch.Tensor,
                  mask_ids: torch.Tensor, t: int) -> None:
-        active = state.satisfied | (t < self.warmup_steps)
-        if self.replacement == "l1" or not active.any():
+        """PRO: active images write their strategy's values into their current mask."""
+        p = self.params
+        write = REPLACEMENTS[p.replacement].write
+        active = state.satisfied | (t < p.warmup_steps)
+        if write is None or not active.any():
             return
-        if self.mask_index == "step":
-            index = torch.full_like(state.pro_count, t % self.num_masks)
+        if p.mask_index == "step":
+            index = torch.full_like(state.pro_count, t % p.num_masks)
         else:
-            index = state.pro_count % self.num_masks
-        values = target
-        if self.replacement == "perturb":
-            values = state.z + self.perturb_amplitude * noise
+            index = state.pro_count % p.num_masks
+        values = write(state.z, target, noise, p.perturb_amplitude)
         state.z, written = replace_values(state.z, values, mask_ids, index, active)
         state.replaced |= written
         state.pro_count += active.long()
 
     def _constrain(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
-                   bounds: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor,
-                   t: int) -> None:
+                   bounds: Bounds, target: torch.Tensor, t: int) -> None:
+        """CO: one forward and backward pass, a momentum step, the clamp."""
+        p = self.params
         z = state.z.detach().requires_grad_(True)
-        distance = feature_distance(self._features(z), reference, self.loss_reduction)
-        loss = distance.sum()
-        if self.replacement == "l1":
-            loss = loss + self.l1_weight * (z - target).abs().mean(dim=(1, 2, 3)).sum()
+        distance = feature_distance(self._features(z), reference, p.loss_reduction)
+        # the batch mean, as the official code: the gradient is normalised per image anyway,
+        # and 1/B scales every image alike (bitwise equal to a sum only for B a power of two)
+        loss = distance.mean() + REPLACEMENTS[p.replacement].penalty(z, target, p.l1_weight)
         grad, = torch.autograd.grad(loss, z)
-        grad.div_(grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min_(1e-12))
-        state.momentum.mul_(self.momentum).add_(grad)
-        replace_allowed = t < self.steps - self.no_replace_last
+        state.momentum = normalized_momentum(state.momentum, grad, p.momentum)
+        replace_allowed = t < p.steps - p.no_replace_last
         satisfied = self._satisfied(distance.detach(), limits) & replace_allowed
-        step = torch.where(satisfied, self.beta, self.beta_temp).view(-1, 1, 1, 1)
-        if not self.co_every_step and t >= self.warmup_steps:
+        step = torch.where(satisfied, p.beta, p.beta_temp).view(-1, 1, 1, 1)
+        if not p.co_every_step and t >= p.warmup_steps:
             step = step * (~satisfied).view(-1, 1, 1, 1)
         state.z = z.detach().sub_(step * state.momentum).clamp_(bounds[0], bounds[1])
         state.satisfied = satisfied
 
-    # ------------------------------------------------------------------ public
+    # ------------------------------------------------------------------ helpers
 
-    def protect(self, images: torch.Tensor) -> ProtectionResult:
-        """Protects ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and diagnostics."""
-        check_images(images)
-        generator = self._generator(images.device)
-        with torch.no_grad():
-            reference = self.model(images)
-        limits = self._limits(reference)
-        z0 = self.model.normalize(images)
-        noise = torch.randn(images.shape, generator=generator, device=images.device,
-                            dtype=images.dtype)
-        mask_ids = random_mask_ids(images.shape, self.num_masks, self.mask_unit, generator,
-                                   images.device)
-        bounds = self._clamp_bounds(z0)
-        target = self._target(z0, noise, bounds)
-        batch = images.shape[0]
-        state = _State(z=z0.clone(), momentum=torch.zeros_like(z0),
-                       satisfied=torch.zeros(batch, dtype=torch.bool, device=images.device),
-                       replaced=torch.zeros_like(z0, dtype=torch.bool),
-                       pro_count=torch.zeros(batch, dtype=torch.long, device=images.device))
-        with torch.enable_grad():
-            for t in range(self.steps):
-                self._replace(state, target, noise, mask_ids, t)
-                self._constrain(state, reference, limits, bounds, target, t)
-        return self._result(state, reference, limits)
+    def _features(self, z: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, D)`` of normalised ``z``.
 
-    @torch.no_grad()
-    def _result(self, state: _State, reference: torch.Tensor,
-                limits: torch.Tensor) -> ProtectionResult:
-        protected = self.model.denormalize(state.z).clamp(0, 1)
-        if self.quantize:
-            protected = protected.mul(255).round().div(255)
-        distance = feature_distance(self.model(protected), reference, self.loss_reduction)
-        return ProtectionResult(images=protected, distance=distance,
-                                constraint_met=distance <= limits,
-                                replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)))
+        With ``quantize``, those of its 8-bit rounded image (as stored), with a straight-through
+        gradient.
+        """
+        if self.params.quantize:
+            z = quantize_ste(z, self.model.denormalize, self.model.normalize)
+        return self.model.forward_normalized(z)
+
+    def _satisfied(self, distance: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` constraint state, per image or one batch-mean check for all."""
+        if self.params.constraint_scope == "batch":
+            return within(distance.mean(), limits.mean()).expand_as(distance)
+        return within(distance, limits)
+
+    def _clamp_bounds(self, z0: torch.Tensor) -> Bounds:
+        """``(low, high)`` of the clamp in normalised space, broadcastable to ``z0``."""
+        if self.params.clamp == "batch":
+            return z0.min().expand(1, 1, 1, 1), z0.max().expand(1, 1, 1, 1)
+        zeros = torch.zeros(1, 3, 1, 1, device=z0.device, dtype=z0.dtype)
+        return self.model.normalize(zeros), self.model.normalize(zeros + 1)
 
 
-TARGETS = ("noise", "zeros", "other", "contrastive")
-REPLACEMENTS = ("replace", "perturb", "l1")
+def _checked_noise(noise: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
+    """Validates caller-supplied noise; returns it on the images' device and dtype (or None).
 
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; choose one of {choices}")
+    Raises:
+        TypeError: for a non-tensor.
+        ValueError: for a non-float dtype or a shape other than the images'.
+    """
+    if noise is None:
+        return None
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a float tensor, got {type(noise).__name__}")
+    if not noise.is_floating_point():
+        raise ValueError(f"noise must be a float tensor, got dtype {noise.dtype}")
+    if noise.shape != images.shape:
+        raise ValueError(f"noise must have the images' shape {tuple(images.shape)}, got "
+                         f"{tuple(noise.shape)}")
+    return noise.to(device=images.device, dtype=images.dtype)

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models import AuthorizedModel
-from .base import Protector, register_protector
+from .base import ProtectionResult, Protector, register_protector
+from .params import HyperParameters, hparam, hyperparameters
 
 REFERENCE_HEIGHT = 256
 BLUR_SIGMA_AT_256 = 12.0
@@ -68,45 +68,83 @@ def scaled_to_height(value_at_256: float, height: int) -> float:
     return value_at_256 * height / REFERENCE_HEIGHT
 
 
+_QUANTIZE_DOC = "round outputs to the 8-bit grid, as they will be stored."
+
+
+@hyperparameters
+class IdentityParams(HyperParameters):
+    """Hyper-parameters of :class:`Identity`."""
+
+    quantize: bool = hparam(True, _QUANTIZE_DOC)
+
+
+@hyperparameters
+class BlurParams(HyperParameters):
+    """Hyper-parameters of :class:`Blur`."""
+
+    sigma: float | None = hparam(None, "Gaussian standard deviation in pixels; None: 12 px at "
+                                 "height 256, scaled with the image height.")
+    quantize: bool = hparam(True, _QUANTIZE_DOC)
+
+
+@hyperparameters
+class MosaicParams(HyperParameters):
+    """Hyper-parameters of :class:`Mosaic`."""
+
+    cell: int | None = hparam(None, "side of the mosaic cells in pixels (>= 1); None: 24 px at "
+                              "height 256, scaled with the image height.")
+    quantize: bool = hparam(True, _QUANTIZE_DOC)
+
+
 @register_protector("identity")
 class Identity(Protector):
-    """No protection (the images as stored in 8 bit): the O2O reference in the same pipeline."""
+    """No protection (the images as stored in 8 bit): the O2O reference in the same pipeline.
 
-    def _protect(self, images: torch.Tensor) -> torch.Tensor:
-        return images.clone()
+    Args:
+        model: optional authorised model, used only for the distance diagnostic.
+        **params: fields of :class:`IdentityParams`.
+    """
+
+    Params = IdentityParams
+
+    def _protect(self, images: torch.Tensor,
+                 reference: torch.Tensor | None) -> ProtectionResult:
+        return ProtectionResult(images.clone())
 
 
 @register_protector("blur")
 class Blur(Protector):
-    """Gaussian blur; ``sigma`` None means 12 px at height 256, scaled with the image height."""
+    """Gaussian blur (:func:`gaussian_blur`).
 
-    def __init__(self, model: AuthorizedModel | None = None, sigma: float | None = None,
-                 quantize: bool = True) -> None:
-        super().__init__(model, quantize=quantize)
-        self.sigma = sigma
+    Args:
+        model: optional authorised model, used only for the distance diagnostic.
+        **params: fields of :class:`BlurParams`, e.g. ``sigma=3.0``.
+    """
 
-    def hparams(self) -> dict:
-        return {"sigma": self.sigma, "quantize": self.quantize}
+    Params = BlurParams
 
-    def _protect(self, images: torch.Tensor) -> torch.Tensor:
-        sigma = self.sigma if self.sigma is not None else scaled_to_height(
-            BLUR_SIGMA_AT_256, images.shape[-2])
-        return gaussian_blur(images, sigma)
+    def _protect(self, images: torch.Tensor,
+                 reference: torch.Tensor | None) -> ProtectionResult:
+        sigma = self.params.sigma
+        if sigma is None:
+            sigma = scaled_to_height(BLUR_SIGMA_AT_256, images.shape[-2])
+        return ProtectionResult(gaussian_blur(images, sigma))
 
 
 @register_protector("mosaic")
 class Mosaic(Protector):
-    """Mosaic; ``cell`` None means 24 px at height 256, scaled with the image height."""
+    """Mosaic (:func:`mosaic`).
 
-    def __init__(self, model: AuthorizedModel | None = None, cell: int | None = None,
-                 quantize: bool = True) -> None:
-        super().__init__(model, quantize=quantize)
-        self.cell = cell
+    Args:
+        model: optional authorised model, used only for the distance diagnostic.
+        **params: fields of :class:`MosaicParams`, e.g. ``cell=8``.
+    """
 
-    def hparams(self) -> dict:
-        return {"cell": self.cell, "quantize": self.quantize}
+    Params = MosaicParams
 
-    def _protect(self, images: torch.Tensor) -> torch.Tensor:
-        cell = self.cell if self.cell is not None else max(1, round(scaled_to_height(
-            MOSAIC_CELL_AT_256, images.shape[-2])))
-        return mosaic(images, cell)
+    def _protect(self, images: torch.Tensor,
+                 reference: torch.Tensor | None) -> ProtectionResult:
+        cell = self.params.cell
+        if cell is None:
+            cell = max(1, round(scaled_to_height(MOSAIC_CELL_AT_256, images.shape[-2])))
+        return ProtectionResult(mosaic(images, cell))

@@ -1,0 +1,122 @@
+"""Pure tensor functions shared by the protectors (kornia style: no state, no modules).
+
+Everything here works on any device and batch size and never modifies its inputs. The 8-bit grid
+"as stored" has one definition, :func:`torchreid_pixelfade.io.quantize`; :func:`quantize_ste` is
+its straight-through twin for optimisation.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+import torch
+
+from ..io import quantize
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Validates a batch of pixel images at a public boundary.
+
+    Args:
+        images: expected ``(B, 3, H, W)`` float pixels in [0, 1].
+
+    Raises:
+        ValueError: for another shape, a non-float dtype or values outside [0, 1] (the message
+            gives what was found).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"Expected images of shape (B, 3, H, W), got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"Expected float images in [0, 1], got dtype {images.dtype}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"Expected pixel values in [0, 1], got [{images.min():.3f}, "
+                         f"{images.max():.3f}]")
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A local generator on ``device``: seeded with ``seed``, or from the OS when None."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(secrets.randbits(63) if seed is None else seed)
+    return generator
+
+
+def feature_distance(features: torch.Tensor, reference: torch.Tensor,
+                     reduction: str = "mean") -> torch.Tensor:
+    """Per-image squared feature distance, ``(B, D), (B, D) -> (B,)``.
+
+    Args:
+        features: ``(B, D)`` features of the protected images.
+        reference: ``(B, D)`` features of the originals.
+        reduction: ``'mean'`` over dimensions (MSE, the official code's scale) or ``'sum'``
+            (squared L2, the paper's).
+
+    Raises:
+        ValueError: for another reduction.
+    """
+    squared = (features - reference).pow(2)
+    if reduction == "mean":
+        return squared.mean(dim=1)
+    if reduction == "sum":
+        return squared.sum(dim=1)
+    raise ValueError(f"Unknown loss reduction {reduction!r}; choose 'mean' or 'sum'")
+
+
+def within(distance: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """The feature constraint of paper Eq. 1, ``d(f(x_p), f(x)) <= eps``, elementwise.
+
+    The one check used both while optimising and in the reported ``constraint_met``.
+
+    Args:
+        distance: ``(B,)`` (or scalar) feature distances.
+        limits: the bounds, broadcastable to ``distance``.
+
+    Returns:
+        bool tensor of the broadcast shape.
+    """
+    return distance <= limits
+
+
+def quantize_ste(values: torch.Tensor, to_pixels: Transform | None = None,
+                 from_pixels: Transform | None = None) -> torch.Tensor:
+    """Straight-through 8-bit rounding: forward as stored, backward the identity.
+
+    Forward: ``values`` of the image rounded by :func:`~torchreid_pixelfade.io.quantize`;
+    backward: gradient passed through unchanged (one addition in the autograd graph).
+
+    Args:
+        values: ``(B, C, H, W)`` pixels in [0, 1], or values in another space when
+            ``to_pixels``/``from_pixels`` convert to and from pixels (e.g. a model's
+            normalisation).
+        to_pixels: maps ``values`` to pixels (identity when None).
+        from_pixels: maps pixels back to the space of ``values`` (identity when None).
+
+    Returns:
+        ``(B, C, H, W)`` tensor, differentiable with respect to ``values``.
+    """
+    with torch.no_grad():
+        pixels = values if to_pixels is None else to_pixels(values)
+        rounded = quantize(pixels)
+        offset = (rounded if from_pixels is None else from_pixels(rounded)) - values
+    return values + offset
+
+
+def normalized_momentum(momentum: torch.Tensor, grad: torch.Tensor,
+                        factor: float) -> torch.Tensor:
+    """Momentum over the per-image mean-|g| normalised gradient (MI-FGSM style).
+
+    ``factor * momentum + grad / mean|grad|``, the mean taken per image over ``(C, H, W)``
+    (floored at 1e-12, so a zero gradient stays zero).
+
+    Args:
+        momentum: ``(B, C, H, W)`` accumulated momentum.
+        grad: ``(B, C, H, W)`` gradient of this step.
+        factor: decay of the previous momentum.
+
+    Returns:
+        ``(B, C, H, W)`` new momentum (the inputs are not modified).
+    """
+    scale = grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return factor * momentum + grad / scale
