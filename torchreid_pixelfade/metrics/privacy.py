@@ -19,7 +19,7 @@ import torch
 from scipy import stats
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from torchreid_pixelfade.models import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,12 @@
 """Vectorised re-identification ranking metrics (CMC, mAP, mINP).
 
-The protocol is torchreid's Market-1501 protocol (``torchreid/metrics/rank.py: eval_market1501``):
-for every query, gallery items that share both its person id and its camera id are discarded;
-queries whose identity has no remaining gallery match are skipped. On top of CMC and mAP this
-module reports mINP (Ye et al., "Deep Learning for Person Re-identification: A Survey and
-Outlook", TPAMI 2021).
+Which gallery items each query is ranked against is a *protocol* (:mod:`.protocols`): a function
+returning a boolean keep-mask per query chunk. The default, ``"market"``, is torchreid's
+Market-1501 protocol (``torchreid/metrics/rank.py: eval_market1501``): for every query, gallery
+items that share both its person id and its camera id are discarded. ``"none"`` (text-to-image),
+``"sysu"`` and ``"regdb"`` are the others. Queries whose identity has no remaining gallery match
+are skipped. On top of CMC and mAP this module reports mINP (Ye et al., "Deep Learning for
+Person Re-identification: A Survey and Outlook", TPAMI 2021).
 
 Unlike torchreid's pure-Python fallback, :func:`evaluate_rank` has no per-query Python loop: it
 processes queries in chunks of rows with array operations, which keeps Market-1501
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from torchreid_pixelfade._torchreid import tr
+from torchreid_pixelfade.metrics.protocols import Protocol, get_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +118,29 @@ def _validate_inputs(
     return tuple(arrays)
 
 
+def _keep_mask(
+    protocol: Protocol,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+) -> np.ndarray:
+    """Calls ``protocol`` on one chunk and checks that it returned a ``(C, G)`` mask."""
+    keep = _as_numpy(protocol(q_pids, g_pids, q_camids, g_camids), "protocol keep-mask")
+    expected = (len(q_pids), len(g_pids))
+    if keep.shape != expected:
+        raise ValueError(f"protocol {_protocol_name(protocol)}: expected a keep-mask of shape "
+                         f"{expected}, got {keep.shape}")
+    return keep.astype(bool, copy=False)
+
+
 def _chunk_stats(
     distmat: np.ndarray,
     q_pids: np.ndarray,
     g_pids: np.ndarray,
     q_camids: np.ndarray,
     g_camids: np.ndarray,
+    protocol: Protocol,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-query statistics for one chunk of query rows.
 
@@ -128,6 +148,7 @@ def _chunk_stats(
         distmat: (C, G) distances of C queries to the gallery.
         q_pids, q_camids: (C,) query ids / cameras.
         g_pids, g_camids: (G,) gallery ids / cameras.
+        protocol: keep-mask function (:mod:`.protocols`), called on this chunk.
 
     Returns:
         ``(valid, first, ap, inp)``, each of shape (C,): whether the query has a valid match, the
@@ -136,7 +157,9 @@ def _chunk_stats(
     """
     indices = np.argsort(distmat, axis=1)  # same call as torchreid -> same tie order
     same_pid = g_pids[indices] == q_pids[:, None]
-    keep = ~(same_pid & (g_camids[indices] == q_camids[:, None]))
+    # keep-mask in gallery order, permuted into each query's ranking order
+    keep = np.take_along_axis(_keep_mask(protocol, q_pids, g_pids, q_camids, g_camids), indices,
+                              axis=1)
     hits = same_pid & keep
     # 0-based position of each kept item in the filtered ranking list
     pos = np.cumsum(keep, axis=1, dtype=np.int32) - 1
@@ -163,12 +186,15 @@ def evaluate_rank(
     g_camids: Any,
     max_rank: int = 50,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    protocol: Union[str, Protocol] = "market",
 ) -> RankResult:
-    """Market-1501 protocol CMC / mAP / mINP, vectorised over queries.
+    """CMC / mAP / mINP under an evaluation protocol, vectorised over queries.
 
-    Gallery items sharing both pid and camid with the query are removed, queries with no remaining
-    match are skipped. Equal to ``torchreid.metrics.evaluate_rank(..., use_metric_cuhk03=False)``
-    for CMC and mAP (up to float rounding), but never raises ``IndexError`` for small galleries.
+    For each query, the gallery items the protocol's keep-mask rejects are removed from its
+    ranking list; queries with no remaining match are skipped. With the default ``"market"``
+    protocol (gallery items sharing both pid and camid with the query are removed) this equals
+    ``torchreid.metrics.evaluate_rank(..., use_metric_cuhk03=False)`` for CMC and mAP (up to float
+    rounding), but never raises ``IndexError`` for small galleries.
 
     Args:
         distmat: (Q, G) distances, numpy array or torch tensor; smaller means more similar.
@@ -179,14 +205,20 @@ def evaluate_rank(
         max_rank: Length of the CMC curve; truncated to ``G`` if the gallery is smaller.
         chunk_size: Number of query rows processed at once (bounds memory to roughly
             ``chunk_size * G * 30`` bytes). Does not change the result.
+        protocol: A name registered in :data:`~.protocols.PROTOCOLS` (``"market"``, ``"none"``,
+            ``"sysu"``, ``"regdb"``) or a callable
+            ``(q_pids, g_pids, q_camids, g_camids) -> (Q, G) bool keep-mask``, called once per
+            chunk with numpy arrays. ``"sysu"`` expects SYSU-MM01's 1-based camera numbers.
 
     Returns:
         A :class:`RankResult`; all fractions are in [0, 1].
 
     Raises:
-        ValueError: On shape mismatches, ``max_rank < 1``, ``chunk_size < 1``, or if no query has
-            a valid gallery match.
+        ValueError: On shape mismatches, ``max_rank < 1``, ``chunk_size < 1``, an unknown
+            protocol name, a keep-mask of the wrong shape, or if no query has a valid gallery
+            match.
     """
+    protocol_fn = get_protocol(protocol)
     distmat, q_pids, g_pids, q_camids, g_camids = _validate_inputs(
         distmat, q_pids, g_pids, q_camids, g_camids)
     if max_rank < 1:
@@ -200,7 +232,7 @@ def evaluate_rank(
 
     stats = [
         _chunk_stats(distmat[s:s + chunk_size], q_pids[s:s + chunk_size], g_pids,
-                     q_camids[s:s + chunk_size], g_camids)
+                     q_camids[s:s + chunk_size], g_camids, protocol_fn)
         for s in range(0, num_q, chunk_size)
     ]
     valid, first, ap, inp = (np.concatenate(parts) for parts in zip(*stats))
@@ -208,7 +240,7 @@ def evaluate_rank(
     if num_valid == 0:
         raise ValueError(
             f"No valid query: none of the {num_q} queries has a gallery match with the same pid "
-            "from a different camera (expected at least one)")
+            f"kept by the {_protocol_name(protocol)} protocol (expected at least one)")
     if num_valid < num_q:
         logger.debug("%d of %d queries have no valid gallery match and are skipped",
                      num_q - num_valid, num_q)
@@ -220,6 +252,13 @@ def evaluate_rank(
         mINP=float(inp[valid].mean()),
         num_valid_queries=num_valid,
     )
+
+
+def _protocol_name(protocol: Union[str, Protocol]) -> str:
+    """A short name of a protocol for messages."""
+    if isinstance(protocol, str):
+        return repr(protocol)
+    return repr(getattr(protocol, "__name__", type(protocol).__name__))
 
 
 def _as_feature_tensor(x: Any, name: str) -> torch.Tensor:
