@@ -14,7 +14,7 @@ from torchreid_pixelfade.attack import (UNet, attacker_prior, load_pairs, matchi
                                         recovery_metrics, run_attack, train_recovery)
 from torchreid_pixelfade.cli import main
 from torchreid_pixelfade.protect import Blur, Mosaic
-from torchreid_pixelfade.store import ImageRecord, protect_records
+from torchreid_pixelfade.store import ImageRecord, ProtectionIdentity, protect_records
 
 KEYS = {"metrics", "num_train_pairs", "num_victims", "epochs", "width", "depth", "attacker",
         "victim", "protected_vs_original", "prior"}
@@ -69,10 +69,13 @@ def test_training_is_seeded_and_leaves_the_global_rng_alone():
 
 
 def attack_toy(protect):
-    """Trains on 32 toy pairs (120 steps) and attacks 8 held-out ones; returns both metrics."""
-    train, test = smooth_images(32, 64, 32, seed=0), smooth_images(8, 64, 32, seed=1)
-    net = train_recovery(protect(train, 2), train, width=8, epochs=30, batch_size=8,
-                         progress=False)
+    """Trains on 32 toy 32x16 pairs (10 epochs = 40 steps) and attacks 8 held-out ones.
+
+    Returns the recovery metrics and the protected-vs-original pixel scores (the baseline).
+    """
+    train, test = smooth_images(32, 32, 16, seed=0), smooth_images(8, 32, 16, seed=1)
+    net = train_recovery(protect(train, 2), train, width=8, depth=4, epochs=10, batch_size=8,
+                         lr=1e-2, progress=False)
     protected = protect(test, 3)
     recovered = recover(net, protected)
     assert recovered.shape == test.shape
@@ -80,16 +83,23 @@ def attack_toy(protect):
 
 
 def test_attack_inverts_an_invertible_protection_but_not_noise():
+    """A learnable inverse is found; pure noise (no information about the image) is not inverted.
+
+    Margins measured over 12 seeds (data, noise and training seed varied together; about 1 s per
+    training on one thread): colour transform 25.4-29.2 dB, SSIM 0.93-0.96, rank-1 always 1,
+    at least 15.3 dB above its protected-vs-original baseline (9.3-10.9 dB); noise 11.1-12.3 dB,
+    SSIM 0.04-0.18, at least 13.5 dB below the colour transform.
+    """
     scores, baseline = attack_toy(lambda images, seed: colour_transform(images))
     inverted = scores["pixel"]
-    # measured: about 29.6 dB / SSIM 0.96 (protected vs original: 10.5 dB)
-    assert inverted["psnr"] > 22 and inverted["ssim"] > 0.8
-    assert inverted["psnr"] > baseline["psnr"] + 10
+    # seed 0: 28.4 dB / SSIM 0.96 (protected vs original: 10.6 dB)
+    assert inverted["psnr"] > 22 and inverted["ssim"] > 0.85
+    assert inverted["psnr"] > baseline["psnr"] + 12
     assert scores["matching"]["rank1"] == 1.0
     noise = attack_toy(lambda images, seed: torch.rand(
         images.shape, generator=torch.Generator().manual_seed(seed)))[0]["pixel"]
-    # measured: about 12.5 dB / SSIM 0.11-0.19
-    assert noise["psnr"] < 16 and noise["psnr"] < inverted["psnr"] - 10
+    # seed 0: 11.6 dB / SSIM 0.13
+    assert noise["psnr"] < 14 and noise["psnr"] < inverted["psnr"] - 10
     assert noise["ssim"] < 0.3
 
 
@@ -141,10 +151,9 @@ def copy_records(records, folder):
 
 
 def protect_folder(protector, records, root, out):
-    settings = {"protector": protector.name, "hparams": protector.hparams(), "model": "none",
-                "weights_sha256": "0" * 64, "height": 64, "width": 32}
-    protect_records(protector, records, str(out), settings, root, 64, 32, batch_size=8,
-                    progress=False)
+    identity = ProtectionIdentity(protector=protector.name, hparams=protector.hparams(),
+                                  model="none", weights_sha256="0" * 64, height=64, width=32)
+    protect_records(protector, records, str(out), identity, root, batch_size=8, progress=False)
     return str(out)
 
 
