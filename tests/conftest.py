@@ -9,6 +9,11 @@ from torch import nn
 
 from torchreid_pixelfade.models import AuthorizedModel
 
+# One thread: the tests use tiny models, and on a shared 2-core machine two torch threads per
+# process contend with other processes (measured: an attack test took 49 s with 2 threads under
+# load, 2.5 s with 1). Every property asserted here holds for any thread count.
+torch.set_num_threads(1)
+
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                            "cuhk03-detected")
 

@@ -5,7 +5,9 @@ import os
 import pytest
 import torch
 
-from torchreid_pixelfade.cli import main
+from torchreid_pixelfade import config as C
+from torchreid_pixelfade.cli import build_parser, main
+from torchreid_pixelfade.workflows import dataset_records
 from torchreid_pixelfade.models import build_reid_model
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "osnet_x0_25_128x64.yaml")
@@ -55,12 +57,16 @@ def test_protect_and_evaluate_real_cuhk03_crops(shared_data, tmp_path):
     args = ["--device", "cpu", "--config-file", CONFIG, "--root", shared_data,
             "--weights", weights]
     overrides = ["data.height", "64", "data.width", "32", "pixelfade.steps", "2"]
+    cfg = C.config_from_args(build_parser().parse_args(["protect", *args, "--output", "x",
+                                                        *overrides]))
+    splits = [r.split for r in dataset_records(cfg)[1]]
+    assert splits.count("query") == 200 and splits.count("gallery") == 779
     assert main(["protect", *args, "--output", str(tmp_path / "p"), "--no-progress",
-                 *overrides]) == 0
+                 "--max-images", "40", *overrides]) == 0
     assert main(["evaluate", *args, "--protected", str(tmp_path / "p"), "--json",
                  str(tmp_path / "r.json"), *overrides]) == 0
     results = json.loads((tmp_path / "r.json").read_text())
-    assert results["num_query"] == 200 and results["num_gallery"] == 779
+    assert results["num_query"] == 40 and results["num_gallery"] == 40
     assert results["privacy"]["ssim"] < 0.3
 
 
@@ -69,12 +75,11 @@ def test_main_test_only_with_pixelfade_writes_four_settings(tiny_market, tmp_pat
     torch.manual_seed(0)
     weights = str(tmp_path / "w.pth")
     torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
-    from torchreid_pixelfade.cli import main as cli_main
     argv = ["run", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,
             "data.save_dir", str(tmp_path / "log"), "data.height", "64", "data.width", "32",
             "data.workers", "0", "pixelfade.enabled", "True", "test.evaluate", "True",
             "model.load_weights", weights, "pixelfade.steps", "4", "pixelfade.seed", "0"]
-    assert cli_main(argv) == 0
+    assert main(argv) == 0
     results = json.loads((tmp_path / "log" / "results.json").read_text())
     assert set(results) >= KEYS and results["protection"]["steps"] == 4
     assert "| P2P |" in (tmp_path / "log" / "results.md").read_text()
@@ -85,14 +90,12 @@ def test_main_with_pixelfade_transform_name(tiny_market, tmp_path):
     """'pixelfade' in data.transforms installs the per-image transform on query and gallery."""
     weights = str(tmp_path / "w.pth")
     torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
-    from torchreid_pixelfade.cli import build_parser
-    from torchreid_pixelfade import config as C
-    from torchreid_pixelfade.cli import run_from_config
+    from torchreid_pixelfade.workflows import run
     args = build_parser().parse_args([
         "run", "--config-file", CONFIG, "--root", tiny_market, "--transforms", "random_flip",
         "pixelfade", "--", "data.save_dir", str(tmp_path / "log"), "data.height", "64",
         "data.width", "32", "data.workers", "0", "test.evaluate", "True",
         "model.load_weights", weights, "pixelfade.steps", "2"])
-    engine = run_from_config(C.config_from_args(args), "cpu")
+    engine = run(C.config_from_args(args), "cpu")
     query = engine.datamanager.test_loader["market1501"]["query"].dataset
     assert "PixelFadeTransform" in repr(query.transform)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from torchreid_pixelfade.models import (AuthorizedModel, build_reid_model, eval_mode, file_sha256,
+from torchreid_pixelfade.store import file_sha256
+from torchreid_pixelfade.models import (AuthorizedModel, build_reid_model, eval_mode,
                                         load_weights)
 
 from conftest import TinyReID

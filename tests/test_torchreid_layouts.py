@@ -52,3 +52,25 @@ def test_example_script_with_pypi_layout(tiny_market, tmp_path):
 def test_example_script_with_source_layout(tiny_market, tmp_path):
     out = run_example(SOURCE_LAYOUT, tiny_market, tmp_path)
     assert "| P2P |" in out
+
+
+def test_the_hooked_private_evaluate_has_the_expected_signature(monkeypatch):
+    """The hook overrides torchreid's private ``Engine._evaluate``: fail loudly if an upgrade of
+    torchreid changes its parameters."""
+    from torchreid_pixelfade import _torchreid
+
+    _torchreid.check_evaluate_signature()  # the installed torchreid
+
+    def changed(self, dataset_name="", query_loader=None, gallery_loader=None, metric="x"):
+        pass
+
+    monkeypatch.setattr(_torchreid.tr.engine.Engine, "_evaluate", changed)
+    with pytest.raises(RuntimeError, match="_evaluate takes"):
+        _torchreid.check_evaluate_signature()
+
+
+def test_private_registries_are_reached_through_the_shim():
+    from torchreid_pixelfade import _torchreid
+
+    assert "osnet_x0_25" in _torchreid.model_names()
+    assert "market1501" in _torchreid.image_datasets()

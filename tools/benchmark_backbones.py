@@ -17,7 +17,6 @@ Without ``--root`` a synthetic Market-1501-style dataset is generated in ``OUT/d
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 
@@ -28,11 +27,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torchreid_pixelfade import config as C  # noqa: E402
-from torchreid_pixelfade.cli import (authorized_model, default_device,  # noqa: E402
-                                     protect_from_config, train_from_config)
-from torchreid_pixelfade.data import SyntheticConfig, make_synthetic_market1501  # noqa: E402
-from torchreid_pixelfade.evaluation import evaluate_protected  # noqa: E402
-from torchreid_pixelfade.report import row_config  # noqa: E402
+from torchreid_pixelfade.data.synthetic import (  # noqa: E402
+    SyntheticConfig, make_synthetic_market1501)
+from torchreid_pixelfade.experiments.report import row_config  # noqa: E402
+from torchreid_pixelfade.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from torchreid_pixelfade.workflows import (build_authorized_model, default_device,  # noqa: E402
+                                           evaluate_folder, protect_dataset, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs",
                               "osnet_x1_0_128x64.yaml")
@@ -54,7 +54,7 @@ def weights_for(cfg, name: str, weights_dir: str, device: str) -> str:
     if given and os.path.exists(given):
         return given
     trained = os.path.join(cfg.data.save_dir, "model.pth")
-    return trained if os.path.exists(trained) else train_from_config(cfg, device)
+    return trained if os.path.exists(trained) else train(cfg, device)
 
 
 def benchmark_backbone(cfg, name: str, protectors, out_dir: str, weights: str,
@@ -63,11 +63,9 @@ def benchmark_backbone(cfg, name: str, protectors, out_dir: str, weights: str,
     for protector in protectors:
         row_cfg = row_config(cfg, protector)
         folder = os.path.join(out_dir, name, protector)
-        protect_from_config(row_cfg, weights, folder, ("query", "gallery"), device,
-                            max_ids=max_ids)
-        model = authorized_model(row_cfg, weights, device)
-        results = evaluate_protected(model, folder, metric=cfg.test.dist_metric,
-                                     normalize=cfg.test.normalize_feature, device=device)
+        protect_dataset(row_cfg, weights, folder, ("query", "gallery"), device, max_ids=max_ids)
+        model = build_authorized_model(row_cfg, weights, device)
+        results = evaluate_folder(row_cfg, weights, folder, device=device).to_dict()
         dim = model(torch.zeros(1, 3, cfg.data.height, cfg.data.width, device=device)).shape[1]
         rows.append({"backbone": name, "protector": protector, "feature_dim": int(dim),
                      "P2P": results["settings"]["P2P"], "O2O": results["settings"]["O2O"],
@@ -138,10 +136,8 @@ def main(argv=None) -> int:
         weights = weights_for(backbone, name, args.weights_dir, args.device)
         rows += benchmark_backbone(backbone, name, args.protectors, args.output, weights,
                                    args.max_ids, args.device)
-        with open(os.path.join(args.output, "backbones.json"), "w") as handle:
-            json.dump(rows, handle, indent=2)
-    with open(os.path.join(args.output, "backbones.md"), "w") as handle:
-        handle.write(markdown(rows))
+        atomic_write_json(os.path.join(args.output, "backbones.json"), rows)
+    atomic_write_bytes(os.path.join(args.output, "backbones.md"), markdown(rows).encode())
     plot(rows, os.path.join(args.output, "backbones.png"))
     logging.info("\n%s", markdown(rows))
     return 0

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import statistics
@@ -24,6 +23,7 @@ import time
 
 import torch
 
+from torchreid_pixelfade.io import atomic_write_json
 from torchreid_pixelfade.models import AuthorizedModel, build_reid_model
 from torchreid_pixelfade.protect import PixelFade
 
@@ -90,8 +90,7 @@ def main(argv=None) -> int:
                          args.device) for b in args.backbones]
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "results": results}
-    with open(args.json, "w") as handle:
-        json.dump(report, handle, indent=2)
+    atomic_write_json(args.json, report)
     logger.info("written %s", args.json)
     return 0
 

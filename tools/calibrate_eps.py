@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade.cli import authorized_model, default_device, target_records
+from torchreid_pixelfade.io import atomic_write_json, load_images
+from torchreid_pixelfade.workflows import build_authorized_model, dataset_records, default_device
 from torchreid_pixelfade.evaluation import extract_features
-from torchreid_pixelfade.store import load_images
 
 
 def pair_medians(features: torch.Tensor, pids: np.ndarray) -> dict:
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = C.config_from_args(args)
-    _, records = target_records(cfg, ("query",))
+    _, records = dataset_records(cfg, ("query",))
     images = load_images([r.path for r in records], cfg.data.height, cfg.data.width)
-    model = authorized_model(cfg, args.weights, args.device)
+    model = build_authorized_model(cfg, args.weights, args.device)
     features = extract_features(model, images, device=args.device)
     flipped = extract_features(model, images.flip(-1), device=args.device)
     report = {"model": cfg.model.name, "weights": args.weights, "dataset": cfg.data.targets[0],
@@ -54,8 +54,7 @@ def main(argv=None) -> int:
               "feature_mean_square": float(features.pow(2).mean()),
               "flip_median": float((features - flipped).pow(2).mean(1).median()),
               **pair_medians(features, np.array([r.pid for r in records]))}
-    with open(args.json, "w") as handle:
-        json.dump(report, handle, indent=2)
+    atomic_write_json(args.json, report)
     logging.info(json.dumps(report, indent=2))
     return 0
 

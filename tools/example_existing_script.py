@@ -17,7 +17,7 @@ import tempfile
 import torchreid  # attribute access works for PyPI (torchreid.reid.*) and source installs
 
 from torchreid_pixelfade import enable_pixelfade  # (1) import the hook
-from torchreid_pixelfade.data import SyntheticConfig, make_synthetic_market1501
+from torchreid_pixelfade.data.synthetic import SyntheticConfig, make_synthetic_market1501
 
 
 def main(argv=None):

@@ -13,22 +13,14 @@ Example:
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import logging
 import time
 
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade.cli import authorized_model, default_device, target_records
-from torchreid_pixelfade.store import load_images
+from torchreid_pixelfade.io import atomic_write_json, load_images
+from torchreid_pixelfade.workflows import build_authorized_model, dataset_records, default_device
 from torchreid_pixelfade.protect import PixelFade
-
-
-def parse_variant(text: str) -> dict:
-    """``"beta=0.01,steps=50"`` -> ``{"beta": 0.01, "steps": 50}``."""
-    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-    return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
 
 
 def main(argv=None) -> int:
@@ -44,12 +36,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = C.config_from_args(args)
-    records = target_records(cfg, ("query",))[1][:args.num_images]
+    records = dataset_records(cfg, ("query",))[1][:args.num_images]
     images = load_images([r.path for r in records], cfg.data.height, cfg.data.width)
-    model = authorized_model(cfg, args.weights, args.device)
+    model = build_authorized_model(cfg, args.weights, args.device)
     rows = []
     for text in args.variant or [""]:
-        kwargs = {**C.protector_kwargs(cfg), "seed": 0, **parse_variant(text)}
+        kwargs = {**C.protector_kwargs(cfg), "seed": 0, **C.parse_overrides(text)}
         began = time.perf_counter()
         result = PixelFade(model, **kwargs).protect(images.to(args.device))
         rows.append({"variant": text, "hparams": kwargs,
@@ -58,10 +50,9 @@ def main(argv=None) -> int:
                      "seconds_per_image": (time.perf_counter() - began) / len(images)})
         logging.info("%-50s median distance %.4f, met %.2f", text or "(config)",
                      rows[-1]["median_distance"], rows[-1]["constraint_met_fraction"])
-    with open(args.json, "w") as handle:
-        json.dump({"model": cfg.model.name, "weights": args.weights,
-                   "dataset": cfg.data.targets[0], "num_images": len(images), "rows": rows},
-                  handle, indent=2)
+    atomic_write_json(args.json, {"model": cfg.model.name, "weights": args.weights,
+                                  "dataset": cfg.data.targets[0], "num_images": len(images),
+                                  "rows": rows})
     return 0
 
 

@@ -73,6 +73,26 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise ImageReadError(f"{path}: not a readable image ({error})") from error
 
 
+def load_image_tensor(path: str | os.PathLike, height: int, width: int) -> torch.Tensor:
+    """Reads an image as a ``(3, H, W)`` float tensor in [0, 1], resized like torchreid's test
+    transform (bilinear ``Resize((H, W))``).
+
+    Raises:
+        ImageReadError: naming the file when it cannot be read.
+    """
+    from torchvision.transforms import functional as TF
+
+    image = read_image(path)
+    if image.size != (width, height):
+        image = TF.resize(image, [height, width])
+    return TF.to_tensor(image)
+
+
+def load_images(paths: Sequence[str | os.PathLike], height: int, width: int) -> torch.Tensor:
+    """``(N, 3, H, W)`` pixel tensor of the images at ``paths`` (resized like torchreid)."""
+    return torch.stack([load_image_tensor(p, height, width) for p in paths])
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` float pixels in [0, 1] -> ``(H, W, 3)`` uint8, rounded to nearest."""
     array = image.detach().to("cpu", torch.float32).clamp(0, 1).mul(255).round().to(torch.uint8)
@@ -80,7 +100,12 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Rounds pixel images to the 8-bit grid, exactly as :func:`write_png` stores them."""
+    """Rounds pixel images to the 8-bit grid, exactly as :func:`write_png` stores them: the one
+    definition of "as stored" (protectors use it, or its straight-through form).
+
+    Shape:
+        any shape, values clamped to [0, 1] -> same shape on the grid ``k / 255``.
+    """
     return images.clamp(0, 1).mul(255).round().div(255)
 
 

@@ -8,7 +8,6 @@ protector costs one forward and one backward pass to the input and nothing more.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from collections import OrderedDict
@@ -18,12 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._torchreid import tr
+from .constants import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @contextlib.contextmanager
@@ -118,14 +114,16 @@ def build_reid_model(name: str, num_classes: int = 1, loss: str = "softmax") -> 
     Raises:
         ValueError: if ``name`` is not in torchreid's model factory (the message lists them).
     """
-    factory = vars(tr.models)["__model_factory"]
+    from ._torchreid import model_names, tr
+
+    factory = model_names()
     if name not in factory:
         raise ValueError(f"Unknown torchreid model {name!r}; choose one of {sorted(factory)}")
     return tr.models.build_model(name, num_classes=num_classes, loss=loss, pretrained=False,
                                  use_gpu=False)
 
 
-def _torch_load(path: str) -> object:
+def read_checkpoint(path: str) -> object:
     """``torch.load`` that reads plain state dicts and torchreid's own checkpoints on torch >= 2.6.
 
     torchreid's ``save_checkpoint`` stores numpy scalars (e.g. ``rank1``), which torch >= 2.6
@@ -163,7 +161,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: weights file not found")
     try:
-        checkpoint = _torch_load(path)
+        checkpoint = read_checkpoint(path)
     except Exception as error:  # pickle, zip and weights_only errors all land here
         raise ValueError(f"{path}: cannot read weights: {error}") from error
     source = _state_dict_of(checkpoint, path)
@@ -178,12 +176,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                     skipped[:10])
     model.load_state_dict(matched, strict=False)
     return model
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

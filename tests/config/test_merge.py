@@ -1,3 +1,6 @@
+import glob
+import os
+
 import pytest
 
 from torchreid_pixelfade import config as C
@@ -33,17 +36,27 @@ def test_yaml_with_unknown_key_or_wrong_type_names_the_key(tmp_path):
     assert cfg.pixelfade.eps == 1.0
 
 
-def test_protector_kwargs_adapter():
-    cfg = C.get_default_config()
-    kwargs = C.protector_kwargs(cfg)
-    assert kwargs["steps"] == 100 and kwargs["seed"] is None and kwargs["beta_temp"] == 0.04
-    C.merge_opts(cfg, ["pixelfade.protector", "blur"])
-    assert C.protector_kwargs(cfg) == {"sigma": None}
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.yaml")
 
 
-@pytest.mark.parametrize("path", sorted(__import__("glob").glob(
-    __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "configs", "*.yaml"))))
+@pytest.mark.parametrize("path", sorted(glob.glob(CONFIGS)))
 def test_shipped_configs_merge(path):
     cfg = C.get_default_config()
     C.merge_file(cfg, path)
     assert cfg.model.pretrained is False
+
+
+def test_parse_overrides():
+    assert C.parse_overrides("eps=0.05, target='zeros',steps=5") == {
+        "eps": 0.05, "target": "zeros", "steps": 5}
+    assert C.parse_overrides("") == {}
+    with pytest.raises(ValueError, match="key=value"):
+        C.parse_overrides("eps")
+
+
+def test_numbers_are_accepted_for_strings():
+    cfg = C.get_default_config()
+    C.merge_opts(cfg, ["pixelfade.cache_dir", "2024", "data.root", "7"])
+    assert cfg.pixelfade.cache_dir == "2024" and cfg.data.root == "7"
+    with pytest.raises(KeyError, match="pixelfade.avih"):
+        C.merge_opts(cfg, ["pixelfade.avih", "1"])  # a node, not a value

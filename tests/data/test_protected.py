@@ -5,17 +5,17 @@ import pytest
 from torchreid_pixelfade._torchreid import tr
 from torchreid_pixelfade.data.protected import DATASET_NAME, ProtectedImageDataset, register_datasets
 from torchreid_pixelfade.protect import Identity
-from torchreid_pixelfade.store import protect_records
+from torchreid_pixelfade.store import ProtectionIdentity, protect_records
 
-SETTINGS = {"protector": "identity", "hparams": {}, "model": "tiny", "weights_sha256": "",
-            "height": 64, "width": 32}
+IDENTITY = ProtectionIdentity(protector="identity", hparams={}, model="tiny", weights_sha256="",
+                              height=64, width=32)
 
 
 @pytest.fixture(scope="module")
 def protected_dir(tiny_records, tmp_path_factory):
     root, records = tiny_records
     out = tmp_path_factory.mktemp("protected")
-    protect_records(Identity(), records, str(out), SETTINGS, root, 64, 32, progress=False)
+    protect_records(Identity(), records, str(out), IDENTITY, root, progress=False)
     return str(out)
 
 

@@ -6,16 +6,20 @@ import torch
 
 from torchreid_pixelfade import config as C
 from torchreid_pixelfade.models import build_reid_model
-from torchreid_pixelfade.report import AttackSettings, parse_row, run_report
+from torchreid_pixelfade.experiments.report import AttackConfig, parse_row, run_report
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "osnet_x0_25_128x64.yaml")
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                      "osnet_x0_25_128x64.yaml")
 
 
 def test_parse_row():
     assert parse_row("blur") == ("blur", ["pixelfade.protector", "blur"])
     assert parse_row("pixelfade:noise_weight=0.6,target='zeros'")[1] == [
-        "pixelfade.protector", "pixelfade", "pixelfade.noise_weight", "0.6",
+        "pixelfade.protector", "pixelfade", "pixelfade.noise_weight", 0.6,
         "pixelfade.target", "zeros"]
+    # other protectors' options live in their own node; the seed is one run option
+    assert parse_row("avih:step_size=0.02,seed=3")[1] == [
+        "pixelfade.protector", "avih", "pixelfade.avih.step_size", 0.02, "pixelfade.seed", 3]
 
 
 @pytest.mark.parametrize("bad_row, error", [("pixelfade.seed", ValueError),
@@ -41,7 +45,7 @@ def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
     cfg.freeze()
     rows = ["identity", "mosaic", "avih", "pixelfade", "pixelfade:noise_weight=0.5"]
     out = tmp_path / "report"
-    attack = AttackSettings(train_images=8, epochs=1, width=4, batch_size=4)
+    attack = AttackConfig(train_images=8, epochs=1, width=4, batch_size=4)
     results = run_report(cfg, weights, str(out), rows, attack)
     assert [r["row"] for r in results] == rows
     table = (out / "report.md").read_text()

@@ -35,14 +35,16 @@ from tqdm import tqdm
 
 from ..io import atomic_torch_save, atomic_write_json, write_image_grid
 from ..metrics.privacy import psnr, ssim
-from ..models import IMAGENET_MEAN, IMAGENET_STD
-from ..store import load_images, load_manifest, load_stored_pairs, stored_pairs
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..io import load_images
+from ..store import ProtectedFolder
 from .unet import UNet, max_depth
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
-           "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "ATTACK_JSON",
+           "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "load_attacker",
+           "ATTACK_JSON",
            "GRID_PNG", "WEIGHTS"]
 
 ATTACK_JSON = "attack.json"
@@ -52,29 +54,31 @@ WEIGHTS = "unet.pth"
 GRID_IMAGES = 8
 
 
-def _manifest(folder: str) -> dict:
-    manifest = load_manifest(folder)
-    if manifest is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; run `protect` first")
-    if not manifest.get("images"):
+def open_folder(folder: str) -> ProtectedFolder:
+    """A protected folder that lists at least one image.
+
+    Raises:
+        FileNotFoundError: if ``folder`` holds no manifest.
+        ValueError: if the manifest lists no images.
+    """
+    opened = ProtectedFolder.open(folder)
+    if not len(opened):
         raise ValueError(f"{folder}: the manifest lists no protected images")
-    return manifest
+    return opened
 
 
 def pairs_from_protected(folder: str) -> tuple[list[str], list[str]]:
-    """Paths of the protected images of a ``protect`` output folder and of their originals.
-
-    Originals are ``manifest["source_root"] / entry["source"]``; pairs are sorted by the protected
-    image's relative path.
+    """Paths of the protected images of a ``protect`` output folder and of their originals,
+    sorted by the protected image's relative path.
 
     Returns:
         ``(protected_paths, original_paths)``, two lists of equal length.
 
     Raises:
-        FileNotFoundError: if ``folder`` holds no ``manifest.json``.
+        FileNotFoundError: if ``folder`` holds no manifest.
         ValueError: if the manifest lists no images.
     """
-    return stored_pairs(folder, _manifest(folder))[1:]
+    return open_folder(folder).pairs()
 
 
 def load_pairs(folder: str, height: int | None = None, width: int | None = None
@@ -91,7 +95,9 @@ def load_pairs(folder: str, height: int | None = None, width: int | None = None
     Raises:
         FileNotFoundError: without a manifest. ImageReadError: naming an unreadable image.
     """
-    return load_stored_pairs(folder, _manifest(folder), height, width)
+    opened = open_folder(folder)
+    size = (height, width) if height and width else None
+    return opened.load_pairs(size=size)
 
 
 def _check_pairs(protected: torch.Tensor, originals: torch.Tensor) -> None:
@@ -288,9 +294,25 @@ def _grid_index(count: int) -> torch.Tensor:
 
 
 def _folder_info(folder: str) -> dict:
-    manifest = _manifest(folder)
-    return {"folder": os.path.abspath(folder), "source_root": manifest["source_root"],
-            "settings": manifest["settings"], "num_images": len(manifest["images"])}
+    opened = open_folder(folder)
+    return {"folder": os.path.abspath(folder), "source_root": opened.source_root,
+            "identity": opened.identity.to_dict(), "num_images": len(opened)}
+
+
+def load_attacker(out_dir: str, device: str | torch.device = "cpu") -> UNet:
+    """The recovery U-Net an attack trained into ``out_dir`` (``attack.json`` + ``unet.pth``),
+    in eval mode on ``device`` (weights are read on the CPU first, so a GPU-trained attacker
+    opens anywhere).
+
+    Raises:
+        FileNotFoundError: if either file is missing.
+    """
+    with open(os.path.join(out_dir, ATTACK_JSON)) as handle:
+        training = json.load(handle)["training"]
+    net = UNet(width=training["width"], depth=training["depth"])
+    state = torch.load(os.path.join(out_dir, WEIGHTS), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    return net.to(device).eval()
 
 
 def _previous_training(out_dir: str, training: dict) -> dict | None:
@@ -315,9 +337,8 @@ def _load_or_train(out_dir: str, training: dict, attacker_folder: str,
     previous = _previous_training(out_dir, training)
     if previous is not None:
         logger.info("reusing %s (same training settings)", weights)
-        net = UNet(width=training["width"], depth=training["depth"])
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return net.to(device).eval(), float(previous.get("seconds_training", 0.0)), True
+        net = load_attacker(out_dir, device)
+        return net, float(previous.get("seconds_training", 0.0)), True
     protected, originals = load_pairs(attacker_folder, *training["image_size"])
     logger.info("training the recovery U-Net on %d pairs of %s", len(protected), attacker_folder)
     began = time.perf_counter()
@@ -358,11 +379,11 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         :func:`recovery_metrics` (recovered vs original, and the victims' protected vs original
         for reference), ``prior`` the same for :func:`attacker_prior` output for every victim
         (the floor a recovery must beat); ``attacker`` / ``victim`` hold each folder's absolute
-        path, source root, manifest settings and image count.
+        path, source root, protection identity and image count.
     """
     os.makedirs(out_dir, exist_ok=True)
     attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
-    height, image_width = attacker["settings"]["height"], attacker["settings"]["width"]
+    height, image_width = attacker["identity"]["height"], attacker["identity"]["width"]
     depth = max_depth(height, image_width) if depth is None else depth
     training = {"attacker": attacker, "num_train_pairs": attacker["num_images"],
                 "image_size": [height, image_width], "width": width, "depth": depth,

@@ -1,25 +1,18 @@
-"""Configuration at the edge: torchreid's yacs defaults plus a ``pixelfade`` node, and adapters.
+"""torchreid's configuration: its yacs defaults and the adapters that turn them into keyword
+arguments of torchreid's own functions.
 
-The flow is the one of torchreid's ``scripts/main.py``: :func:`get_default_config` ->
-``--config-file`` -> ``--root/-s/-t/--transforms`` -> trailing ``KEY VALUE`` overrides, then small
-adapter functions turn the frozen config into plain keyword dicts. Library classes never see a
-config object.
-
-PyPI torchreid ships no ``scripts/default_config.py``; the torchreid part below keeps its key names
-and defaults.
+A port of deep-person-reid's ``scripts/default_config.py`` (key names and defaults kept; PyPI
+torchreid ships no copy of it), plus ``train.warmup_epochs`` and the adapters this package needs.
 """
 from __future__ import annotations
 
-import argparse
-import ast
-from typing import Any, Sequence
-
 from yacs.config import CfgNode as CN
 
-from .models import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
 
-def _torchreid_defaults() -> CN:
+def torchreid_defaults() -> CN:
+    """torchreid's default configuration (``scripts/default_config.py``), not frozen."""
     cfg = CN()
     cfg.model = CN()
     cfg.model.name = "resnet50"
@@ -115,145 +108,6 @@ def _torchreid_defaults() -> CN:
     return cfg
 
 
-def _pixelfade_defaults() -> CN:
-    node = CN()
-    node.enabled = False  # protect query/gallery in every evaluation
-    node.protector = "pixelfade"  # any name of torchreid_pixelfade.list_protectors()
-    node.protect = ["query", "gallery"]  # which sides are stored protected
-    # PixelFade hyper-parameters (paper 4.1.4 with the official code's behaviour)
-    node.steps = 100
-    node.warmup_steps = 5
-    node.num_masks = 5
-    node.eps = 0.03
-    node.eps_mode = "absolute"  # 'absolute' per-dimension MSE, or 'relative' to mean(f(x)^2)
-    node.momentum = 0.6
-    node.beta = 0.01
-    node.beta_temp = 0.04
-    node.no_replace_last = 5
-    node.loss_reduction = "mean"  # 'mean' over feature dims (official) or 'sum' (paper)
-    node.constraint_scope = "image"  # 'image' (paper Eq. 1) or 'batch' (official code)
-    node.mask_index = "step"  # 'step' = t mod I (official) or 'count' = PRO counter (paper)
-    node.mask_unit = "element"  # 'element' (each channel value) or 'pixel' (all channels)
-    node.co_every_step = True  # official; False = paper's exclusive CO/PRO
-    node.clamp = "valid"  # 'valid' pixel range or 'batch' (official scalar min/max)
-    node.quantize = True  # optimise and measure on 8-bit rounded images, as stored
-    # ablations (paper Tables 3-4, Fig. 4)
-    node.target = "noise"  # 'noise', 'zeros', 'other', 'contrastive'
-    node.noise_weight = 1.0  # target (1 - w) x + w noise
-    node.replacement = "replace"  # 'replace', 'perturb', 'l1'
-    node.perturb_amplitude = 0.5
-    node.l1_weight = 1.0
-    # simple protectors; -1 = the paper's value at 256x128 scaled with the image height
-    node.blur_sigma = -1.0
-    node.mosaic_cell = -1
-    # running
-    node.batch_size = 32
-    node.seed = -1  # -1: noise seeded from the OS
-    node.cache_dir = ""  # where protected images are stored and reused
-    node.report_setting = "P2P"  # which setting's Rank-1/mAP evaluation returns
-    node.skip_corrupt = False  # skip unreadable images (listed in the manifest) instead of failing
-    return node
-
-
-def get_default_config() -> CN:
-    """torchreid's default configuration plus the ``pixelfade`` node (not frozen)."""
-    cfg = _torchreid_defaults()
-    cfg.pixelfade = _pixelfade_defaults()
-    return cfg
-
-
-def _coerce(default: Any, value: Any, key: str) -> Any:
-    """Accepts an int where the default is a float (``beta 1`` means 1.0); yacs would refuse."""
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, str) and isinstance(value, (int, float)) and key.endswith("cache_dir"):
-        return str(value)
-    return value
-
-
-def _parse(raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
-
-
-def merge_opts(cfg: CN, opts: Sequence[str]) -> None:
-    """``merge_from_list`` with the int-for-float coercion and key-naming errors.
-
-    Raises:
-        KeyError: for an unknown key (named in the message).
-        ValueError: for a value of the wrong type (key, expected and given types named).
-    """
-    if len(opts) % 2:
-        raise ValueError(f"Overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
-    fixed = []
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        for part in key.split(".")[:-1]:
-            node = node.get(part) if isinstance(node, CN) else None
-        leaf = key.split(".")[-1]
-        if not isinstance(node, CN) or leaf not in node:
-            raise KeyError(f"Unknown config key: {key}")
-        value = _coerce(node[leaf], _parse(raw), key)
-        fixed += [key, repr(value) if not isinstance(value, str) else value]
-    cfg.merge_from_list(fixed)
-
-
-def _coerce_tree(default: CN, loaded: CN, prefix: str = "") -> None:
-    for key, value in loaded.items():
-        name = prefix + key
-        if key not in default:
-            raise KeyError(f"Unknown config key: {name}")
-        if isinstance(value, CN):
-            _coerce_tree(default[key], value, name + ".")
-        else:
-            loaded[key] = _coerce(default[key], value, name)
-
-
-def merge_file(cfg: CN, path: str) -> None:
-    """``merge_from_file`` that names the offending key for unknown keys and wrong types."""
-    with open(path) as handle:
-        loaded = cfg.load_cfg(handle)
-    _coerce_tree(cfg, loaded)
-    cfg.merge_from_other_cfg(loaded)
-
-
-def add_torchreid_arguments(parser: argparse.ArgumentParser) -> None:
-    """torchreid's ``scripts/main.py`` arguments: --config-file, -s, -t, --transforms, --root, opts."""
-    parser.add_argument("--config-file", type=str, default="", help="path to a yaml config")
-    parser.add_argument("-s", "--sources", type=str, nargs="+", help="source datasets")
-    parser.add_argument("-t", "--targets", type=str, nargs="+", help="target datasets")
-    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation")
-    parser.add_argument("--root", type=str, default="", help="path to the data root")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="modify config options with KEY VALUE pairs")
-
-
-def config_from_args(args: argparse.Namespace) -> CN:
-    """defaults -> ``--config-file`` -> ``--root/-s/-t/--transforms`` -> ``KEY VALUE`` opts; frozen."""
-    cfg = get_default_config()
-    if args.config_file:
-        merge_file(cfg, args.config_file)
-    if args.root:
-        cfg.data.root = args.root
-    if args.sources:
-        cfg.data.sources = args.sources
-    if args.targets:
-        cfg.data.targets = args.targets
-    if args.transforms:
-        cfg.data.transforms = args.transforms
-    opts = list(args.opts or [])
-    if opts[:1] == ["--"]:  # `--transforms a b -- KEY VALUE` ends the list with --
-        opts = opts[1:]
-    if opts:
-        merge_opts(cfg, opts)
-    cfg.freeze()
-    return cfg
-
-
 # ---------------------------------------------------------------- adapters: cfg -> plain kwargs
 
 def imagedata_kwargs(cfg: CN, use_gpu: bool = False) -> dict:
@@ -284,6 +138,37 @@ def imagedata_kwargs(cfg: CN, use_gpu: bool = False) -> dict:
         "cuhk03_classic_split": cfg.cuhk03.classic_split,
         "market1501_500k": cfg.market1501.use_500k_distractors,
     }
+
+
+def dataset_kwargs(cfg: CN) -> dict:
+    """Keyword arguments of ``torchreid.data.datasets.init_image_dataset`` (besides the name)."""
+    return {
+        "root": cfg.data.root,
+        "split_id": cfg.data.split_id,
+        "cuhk03_labeled": cfg.cuhk03.labeled_images,
+        "cuhk03_classic_split": cfg.cuhk03.classic_split,
+        "market1501_500k": cfg.market1501.use_500k_distractors,
+    }
+
+
+def evaluation_kwargs(cfg: CN) -> dict:
+    """Keyword arguments of ``evaluation.evaluate_folder``: torchreid's test options."""
+    return {
+        "metric": cfg.test.dist_metric,
+        "normalize": cfg.test.normalize_feature,
+        "ranks": list(cfg.test.ranks),
+        "rerank": cfg.test.rerank,
+        "batch_size": cfg.test.batch_size,
+    }
+
+
+def loss_kwargs(cfg: CN) -> dict:
+    """Keyword arguments of torchreid's softmax or triplet engine for ``loss.name``."""
+    if cfg.loss.name == "triplet":
+        return {"margin": cfg.loss.triplet.margin, "weight_t": cfg.loss.triplet.weight_t,
+                "weight_x": cfg.loss.triplet.weight_x,
+                "label_smooth": cfg.loss.softmax.label_smooth}
+    return {"label_smooth": cfg.loss.softmax.label_smooth}
 
 
 def optimizer_kwargs(cfg: CN) -> dict:
@@ -337,36 +222,3 @@ def engine_run_kwargs(cfg: CN) -> dict:
         "ranks": list(cfg.test.ranks),
         "rerank": cfg.test.rerank,
     }
-
-
-_PIXELFADE_KEYS = ("steps", "warmup_steps", "num_masks", "eps", "eps_mode", "momentum", "beta",
-                   "beta_temp", "no_replace_last", "loss_reduction", "constraint_scope",
-                   "mask_index", "mask_unit", "co_every_step", "clamp", "quantize", "target",
-                   "noise_weight", "replacement", "perturb_amplitude", "l1_weight")
-
-
-def protection_options(cfg: CN) -> dict:
-    """Keyword arguments of ``engine.ProtectionOptions`` (the evaluation hook)."""
-    node = cfg.pixelfade
-    return {"protector": node.protector, "protector_kwargs": protector_kwargs(cfg),
-            "protect": list(node.protect),
-            "cache_dir": node.cache_dir or f"{cfg.data.save_dir}/pixelfade-cache",
-            "batch_size": node.batch_size, "report_setting": node.report_setting,
-            "skip_corrupt": node.skip_corrupt}
-
-
-def protector_kwargs(cfg: CN) -> dict:
-    """Keyword arguments of ``build_protector(cfg.pixelfade.protector, model, **kwargs)``."""
-    node = cfg.pixelfade
-    seed = None if node.seed < 0 else node.seed
-    if node.protector == "pixelfade":
-        kwargs = {key: node[key] for key in _PIXELFADE_KEYS}
-        kwargs["seed"] = seed
-        return kwargs
-    if node.protector == "avih":
-        return {"steps": node.steps, "quantize": node.quantize, "seed": seed}
-    if node.protector == "blur":
-        return {"sigma": None if node.blur_sigma < 0 else node.blur_sigma}
-    if node.protector == "mosaic":
-        return {"cell": None if node.mosaic_cell < 0 else node.mosaic_cell}
-    return {}

@@ -1,8 +1,3 @@
-"""Synthetic pedestrian data and the protected-folder dataset."""
-from torchreid_pixelfade.data.synthetic import (
-    SyntheticConfig,
-    make_synthetic_images,
-    make_synthetic_market1501,
-)
-
-__all__ = ["SyntheticConfig", "make_synthetic_images", "make_synthetic_market1501"]
+"""Data: the protected-folder dataset for torchreid (``data.protected``) and synthetic
+pedestrians in real dataset layouts (``data.synthetic``). Nothing is imported here, so importing
+one of them does not load the other."""

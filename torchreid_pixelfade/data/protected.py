@@ -1,22 +1,23 @@
-"""A torchreid image dataset that reads a folder written by ``protect`` (PNG + manifest.json).
+"""A torchreid image dataset that reads a folder written by ``protect`` (PNG + manifest).
 
-Registered in torchreid as ``pixelfade_protected``, so any torchreid ``ImageDataManager`` reads
-protected images: ``ImageDataManager(root=OUT, sources='pixelfade_protected', ...)``.
+Registered in torchreid as ``pixelfade_protected`` when this module is imported (importing
+``torchreid_pixelfade.ProtectedImageDataset`` or calling ``register_datasets()`` does it), so
+any torchreid ``ImageDataManager`` reads protected images:
+``ImageDataManager(root=OUT, sources='pixelfade_protected', ...)``.
 """
 from __future__ import annotations
 
 import os
 
-from .._torchreid import tr
+from .._torchreid import register_image_dataset, tr, transform_image
 from ..io import read_image
-from ..store import MANIFEST, load_manifest
+from ..store import ProtectedFolder
 
 DATASET_NAME = "pixelfade_protected"
 
 
-def _split_items(root: str, manifest: dict, split: str) -> list[tuple[str, int, int]]:
-    return [(os.path.join(root, key), entry["pid"], entry["camid"])
-            for key, entry in sorted(manifest["images"].items()) if entry["split"] == split]
+def _split_items(folder: ProtectedFolder, split: str) -> list[tuple[str, int, int]]:
+    return [(folder.protected_path(e), e.pid, e.camid) for e in folder.entries(split)]
 
 
 def _relabel(items: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
@@ -44,16 +45,12 @@ class ProtectedImageDataset(tr.data.ImageDataset):
 
     def __init__(self, root: str = "", **kwargs) -> None:
         self.root = self.dataset_dir = os.path.abspath(os.path.expanduser(root))
-        manifest = load_manifest(self.root)
-        if manifest is None:
-            raise FileNotFoundError(f"{os.path.join(self.root, MANIFEST)}: no manifest; "
-                                    "point root at a folder written by `protect`")
-        query = _split_items(self.root, manifest, "query")
-        gallery = _split_items(self.root, manifest, "gallery")
+        folder = ProtectedFolder.open(self.root)
+        query, gallery = _split_items(folder, "query"), _split_items(folder, "gallery")
         if not query or not gallery:
             raise ValueError(f"{self.root}: needs protected query and gallery images, found "
                              f"{len(query)} and {len(gallery)}")
-        train = _relabel(_split_items(self.root, manifest, "train") or gallery)
+        train = _relabel(_split_items(folder, "train") or gallery)
         super().__init__(train, query, gallery, **kwargs)
 
     def __getitem__(self, index: int) -> dict:
@@ -62,15 +59,13 @@ class ProtectedImageDataset(tr.data.ImageDataset):
         path, pid, camid, dsetid = self.data[index]
         image = read_image(path)
         if self.transform is not None:
-            image = self._transform_image(self.transform, self.k_tfm, image)
+            image = transform_image(self, image)
         return {"img": image, "pid": pid, "camid": camid, "impath": path, "dsetid": dsetid}
 
 
 def register_datasets() -> None:
     """Registers :class:`ProtectedImageDataset` in torchreid (idempotent)."""
-    registered = vars(tr.data.datasets).get("__image_datasets", {})
-    if registered.get(DATASET_NAME) is not ProtectedImageDataset:
-        if DATASET_NAME in registered:
-            registered[DATASET_NAME] = ProtectedImageDataset
-        else:
-            tr.data.register_image_dataset(DATASET_NAME, ProtectedImageDataset)
+    register_image_dataset(DATASET_NAME, ProtectedImageDataset)
+
+
+register_datasets()

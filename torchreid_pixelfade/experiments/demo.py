@@ -13,32 +13,25 @@ import time
 
 import torch
 
-from . import config as C
-from .data.synthetic import SyntheticConfig, make_synthetic_market1501
-from .io import write_image_grid
-from .store import load_images, load_manifest, stored_pairs
+from .. import config as C
+from ..data.synthetic import SyntheticConfig, make_synthetic_market1501
+from ..io import load_images, write_image_grid
+from ..store import ProtectedFolder
+from ..workflows import evaluate_folder, protect_dataset, train
 
 logger = logging.getLogger(__name__)
 
+DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "demo.yaml")
+
 
 def demo_config(data_root: str, save_dir: str, quick: bool = False):
-    """The demo's configuration: osnet_x0_25 at 128x64, softmax, amsgrad + cosine, from scratch."""
+    """The demo's configuration (``demo.yaml``) with its folders; ``quick`` trains 2 epochs and
+    protects with 5 steps (a smoke test)."""
     cfg = C.get_default_config()
-    C.merge_opts(cfg, [
-        "model.name", "osnet_x0_25", "model.pretrained", "False",
-        "data.root", data_root, "data.save_dir", save_dir, "data.height", "128",
-        "data.width", "64", "data.workers", "0", "data.sources", "['market1501']",
-        "data.targets", "['market1501']",
-        "train.optim", "amsgrad", "train.lr", "0.003", "train.lr_scheduler", "cosine",
-        "train.max_epoch", "2" if quick else "25", "train.warmup_epochs", "1",
-        "train.batch_size", "32", "train.print_freq", "100", "train.seed", "1",
-        "test.normalize_feature", "True", "test.ranks", "[1, 5, 10]", "test.batch_size", "200",
-        "pixelfade.steps", "5" if quick else "100", "pixelfade.batch_size", "64",
-        "pixelfade.seed", "0",
-        # step sizes and final phase measured for osnet_x0_25 at 128x64 (docs/RESULTS.md)
-        "pixelfade.beta", "0.005", "pixelfade.beta_temp", "0.005",
-        "pixelfade.no_replace_last", "20",
-    ])
+    C.merge_file(cfg, DEMO_CONFIG)
+    C.merge_opts(cfg, ["data.root", data_root, "data.save_dir", save_dir])
+    if quick:
+        C.merge_opts(cfg, ["train.max_epoch", "2", "pixelfade.steps", "5"])
     cfg.freeze()
     return cfg
 
@@ -49,15 +42,16 @@ def synthetic_config(quick: bool = False) -> SyntheticConfig:
     return SyntheticConfig()
 
 
-def comparison_grid(out_dir: str, path: str, num_ids: int = 8) -> None:
+def comparison_grid(protected_dir: str, path: str, num_ids: int = 8) -> None:
     """Writes a PNG: top row originals, bottom row protected query images of ``num_ids`` ids."""
-    manifest = load_manifest(out_dir)
-    size = manifest["settings"]["height"], manifest["settings"]["width"]
+    folder = ProtectedFolder.open(protected_dir)
     first_of_id = {}
-    for key, protected, original in zip(*stored_pairs(out_dir, manifest, "query")):
-        first_of_id.setdefault(manifest["images"][key]["pid"], (original, protected))
-    originals, protected = zip(*list(first_of_id.values())[:num_ids])
-    write_image_grid([load_images(originals, *size), load_images(protected, *size)], path)
+    for image in folder.entries("query"):
+        first_of_id.setdefault(image.pid, image)
+    chosen = list(first_of_id.values())[:num_ids]
+    size = folder.image_size
+    write_image_grid([load_images([folder.original_path(e) for e in chosen], *size),
+                      load_images([folder.protected_path(e) for e in chosen], *size)], path)
 
 
 def run_demo(output: str = "pixelfade-demo", device: str = "cpu", quick: bool = False) -> dict:
@@ -66,8 +60,6 @@ def run_demo(output: str = "pixelfade-demo", device: str = "cpu", quick: bool = 
     Every stage is resumable: the dataset, the trained weights and the protected images are
     reused when a previous run left them complete.
     """
-    from .cli import evaluate_to_files, protect_from_config, train_from_config
-
     began = time.perf_counter()
     data_root = os.path.join(output, "data")
     make_synthetic_market1501(data_root, synthetic_config(quick))
@@ -75,11 +67,11 @@ def run_demo(output: str = "pixelfade-demo", device: str = "cpu", quick: bool = 
     weights = os.path.join(cfg.data.save_dir, "model.pth")
     if not os.path.exists(weights):
         torch.manual_seed(cfg.train.seed)
-        weights = train_from_config(cfg, device)
+        weights = train(cfg, device)
     protected = os.path.join(output, "protected")
-    protect_from_config(cfg, weights, protected, ("query", "gallery"), device)
-    results = evaluate_to_files(cfg, weights, protected, os.path.join(output, "results.json"),
-                                device)
+    protect_dataset(cfg, weights, protected, ("query", "gallery"), device)
+    results = evaluate_folder(cfg, weights, protected, os.path.join(output, "results.json"),
+                              device).to_dict()
     comparison_grid(protected, os.path.join(output, "grid.png"))
     logger.info("demo finished in %.0f s; see %s", time.perf_counter() - began, output)
     return results

@@ -24,12 +24,13 @@ from typing import Sequence
 
 import torch
 
-from . import config as C
-from .attack import UNet, recover
-from .evaluation import SETTINGS, evaluate_protected
-from .io import atomic_write_bytes, atomic_write_json, write_image_grid
-from .protect import list_protectors
-from .store import load_images, load_manifest, stored_pairs
+from .. import config as C
+from ..attack import load_attacker, recover, run_attack
+from ..evaluation import SETTINGS
+from ..io import atomic_write_bytes, atomic_write_json, load_images, write_image_grid
+from ..protect import list_protectors
+from ..store import ProtectedFolder
+from ..workflows import evaluate_folder, protect_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ ABLATION_ROWS = ("pixelfade:noise_weight=0.2", "pixelfade:noise_weight=0.4",
 
 
 @dataclasses.dataclass
-class AttackSettings:
+class AttackConfig:
     """The recovery attack of every row (CPU-sized defaults)."""
 
     train_images: int = 1000
@@ -52,13 +53,13 @@ class AttackSettings:
     seed: int = 0
 
 
-def parse_row(row: str) -> tuple[str, list[str]]:
-    """``"pixelfade:noise_weight=0.6,target='zeros'"`` -> (``pixelfade``, config overrides)."""
+def parse_row(row: str) -> tuple[str, list]:
+    """``"pixelfade:noise_weight=0.6,target='zeros'"`` -> (``pixelfade``, config overrides);
+    ``"avih:steps=50"`` sets ``pixelfade.avih.steps``."""
     name, _, options = row.partition(":")
     overrides = ["pixelfade.protector", name]
-    for item in filter(None, (part.strip() for part in options.split(","))):
-        key, _, value = item.partition("=")
-        overrides += [f"pixelfade.{key.strip()}", value.strip().strip("'\"")]
+    for key, value in C.parse_overrides(options).items():
+        overrides += [C.option_key(name, key), value]
     return name, overrides
 
 
@@ -84,21 +85,15 @@ def folder_name(row: str) -> str:
     return "".join(c if c.isalnum() or c in "._=-" else "_" for c in row)
 
 
-def run_row(cfg, row: str, weights: str, out_dir: str, attack: AttackSettings,
+def run_row(cfg, row: str, weights: str, out_dir: str, attack: AttackConfig,
             device: str) -> dict:
     """Protection, Re-ID, privacy and recovery attack of one row; returns its results."""
-    from .attack import run_attack
-    from .cli import protect_from_config
-
     row_cfg = row_config(cfg, row)
     folder = os.path.join(out_dir, folder_name(row))
     test, train = os.path.join(folder, "test"), os.path.join(folder, "train")
-    protect_from_config(row_cfg, weights, test, ("query", "gallery"), device)
-    protect_from_config(row_cfg, weights, train, ("train",), device, limit=attack.train_images)
-    from .cli import authorized_model
-    results = evaluate_protected(authorized_model(row_cfg, weights, device), test,
-                                 metric=cfg.test.dist_metric, normalize=cfg.test.normalize_feature,
-                                 ranks=cfg.test.ranks, device=device)
+    protect_dataset(row_cfg, weights, test, ("query", "gallery"), device)
+    protect_dataset(row_cfg, weights, train, ("train",), device, limit=attack.train_images)
+    results = evaluate_folder(row_cfg, weights, test, device=device).to_dict()
     attack_result = run_attack(train, test, os.path.join(folder, "attack"), width=attack.width,
                                epochs=attack.epochs, batch_size=attack.batch_size, lr=attack.lr,
                                seed=attack.seed, device=device)
@@ -154,29 +149,19 @@ def figure(rows: Sequence[dict], out_dir: str, path: str, index: int = 0) -> Non
     protected, recovered, originals = [], [], []
     for r in rows:
         folder = os.path.join(out_dir, folder_name(r["row"]))
-        test = os.path.join(folder, "test")
-        manifest = load_manifest(test)
-        size = manifest["settings"]["height"], manifest["settings"]["width"]
-        _, protected_paths, original_paths = stored_pairs(test, manifest)
-        image, original = load_images([protected_paths[index], original_paths[index]], *size)
+        test = ProtectedFolder.open(os.path.join(folder, "test"))
+        entry = test.entries()[index]
+        image, original = load_images([test.protected_path(entry), test.original_path(entry)],
+                                      *test.image_size)
         protected.append(image)
-        recovered.append(recover(_load_unet(os.path.join(folder, "attack")), image[None])[0])
+        recovered.append(recover(load_attacker(os.path.join(folder, "attack")), image[None])[0])
         originals.append(original)
     write_image_grid([torch.stack(protected), torch.stack(recovered), torch.stack(originals)],
                      path)
 
 
-def _load_unet(attack_dir: str) -> UNet:
-    import json
-    with open(os.path.join(attack_dir, "attack.json")) as handle:
-        info = json.load(handle)
-    net = UNet(width=info["width"], depth=info["depth"])
-    net.load_state_dict(torch.load(os.path.join(attack_dir, "unet.pth"), weights_only=True))
-    return net.eval()
-
-
 def run_report(cfg, weights: str, out_dir: str, rows: Sequence[str] = PAPER_ROWS,
-               attack: AttackSettings = AttackSettings(), device: str = "cpu") -> list[dict]:
+               attack: AttackConfig = AttackConfig(), device: str = "cpu") -> list[dict]:
     """Runs every row and writes ``report.md``, ``report.json`` and ``figure.png``."""
     for row in rows:  # every row checked before hours of protection start
         row_config(cfg, row)

@@ -2,7 +2,7 @@
 
 Two lines in an existing torchreid script::
 
-    from torchreid_pixelfade.engine import enable_pixelfade
+    from torchreid_pixelfade import enable_pixelfade
     engine = enable_pixelfade(engine, cache_dir="log/pixelfade")   # any Engine subclass instance
 
 From then on every evaluation of ``engine`` (periodic ones during training and ``test_only``)
@@ -16,8 +16,6 @@ Rank-k, mAP and mINP. ``dist_metric``, ``normalize_feature`` and ``rerank`` act 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from typing import Sequence
@@ -27,12 +25,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from .evaluation import (SETTINGS, four_settings, privacy_summary, protection_summary,
-                         results_markdown)
-from .io import read_image
-from .models import AuthorizedModel, frozen
-from .protect import Protector, build_protector
-from .store import load_stored_pairs, protect_records, records_from_items
+from ...constants import IMAGENET_MEAN, IMAGENET_STD
+from ...evaluation import SETTINGS, evaluate_settings, folder_result
+from ...io import read_image
+from ...models import AuthorizedModel, frozen
+from ...protect import Protector, build_protector
+from ...store import ProtectedFolder, protect_records, protection_identity, records_from_items
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +88,7 @@ def normalization_of(transform) -> tuple[list[float], list[float]]:
     for step in getattr(transform, "transforms", []):
         if isinstance(step, T.Normalize):
             return list(step.mean), list(step.std)
-    return [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def state_dict_sha256(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's parameters and buffers (names, shapes and values)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 class PixelFadeEvalMixin:
@@ -124,44 +112,36 @@ class PixelFadeEvalMixin:
             camids.extend(batch_camids.tolist())
         return torch.cat(features), np.asarray(pids), np.asarray(camids)
 
-    def _protected_loader(self, loader, out_dir: str, manifest: dict, split: str) -> DataLoader:
-        keys = sorted(k for k, e in manifest["images"].items() if e["split"] == split)
-        by_source = {os.path.join(manifest["source_root"], manifest["images"][k]["source"]): k
-                     for k in keys}
-        items = [(os.path.join(out_dir, by_source[os.path.abspath(item[0])]), *item[1:3])
-                 for item in loader.dataset.data if os.path.abspath(item[0]) in by_source]
+    def _protected_loader(self, loader, folder: ProtectedFolder, split: str) -> DataLoader:
+        """The stored images of ``split`` in the order of ``loader`` (its dataset's items)."""
+        by_original = {folder.original_path(e): folder.protected_path(e)
+                       for e in folder.entries(split)}
+        items = [(by_original[os.path.abspath(item[0])], *item[1:3])
+                 for item in loader.dataset.data if os.path.abspath(item[0]) in by_original]
         return DataLoader(_ImageFiles(items, loader.dataset.transform),
                           batch_size=loader.batch_size, shuffle=False, num_workers=0)
 
     # ------------------------------------------------------------ protection
 
-    def _protect_dataset(self, dataset_name: str, loaders: dict) -> tuple[str, dict]:
-        """Protects the configured sides into the cache; returns (folder, manifest)."""
+    def _protect_dataset(self, dataset_name: str, loaders: dict) -> ProtectedFolder:
+        """Protects the configured sides into the cache; returns the folder."""
         options = self.pixelfade_options
-        transform = loaders["query"].dataset.transform
-        mean, std = normalization_of(transform)
+        mean, std = normalization_of(loaders["query"].dataset.transform)
         height, width = self.datamanager.height, self.datamanager.width
         with frozen(self.model):
             model = AuthorizedModel(self.model, mean, std, name=type(self.model).__name__,
                                     freeze=False)
             protector = build_protector(options.protector, model, **options.protector_kwargs)
-            settings = {"protector": protector.name, "hparams": protector.hparams(),
-                        "model": model.name, "weights_sha256": state_dict_sha256(self.model),
-                        "height": height, "width": width, "mean": mean, "std": std,
-                        "dataset": dataset_name}
-            key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-            out_dir = os.path.join(options.cache_dir, dataset_name, key)
+            identity = protection_identity(protector, model, self.model, height, width,
+                                           dataset_name)
+            out_dir = os.path.join(options.cache_dir, dataset_name, identity.key())
             source_root, records = records_from_items(
                 {side: loaders[side].dataset.data for side in options.protect})
             logger.info("%s: protecting %d images with %r into %s", dataset_name, len(records),
                         protector, out_dir)
-            manifest = protect_records(protector, records, out_dir, settings, source_root,
-                                       height, width, options.batch_size, self._model_device(),
-                                       options.skip_corrupt, progress=options.progress)
-        return out_dir, manifest
-
-    def _privacy(self, out_dir: str, manifest: dict) -> dict:
-        return privacy_summary(*load_stored_pairs(out_dir, manifest))
+            return protect_records(protector, records, out_dir, identity, source_root,
+                                   options.batch_size, self._model_device(),
+                                   options.skip_corrupt, progress=options.progress)
 
     # ------------------------------------------------------------ torchreid hook
 
@@ -176,26 +156,25 @@ class PixelFadeEvalMixin:
             logger.warning("visrank and use_metric_cuhk03 are ignored with protection; the "
                            "Market-1501 protocol is used")
         loaders = {"query": query_loader, "gallery": gallery_loader}
-        out_dir, manifest = self._protect_dataset(dataset_name, loaders)
+        folder = self._protect_dataset(dataset_name, loaders)
         features, labels = {}, {}
         for side, loader in loaders.items():
             original, pids, camids = self._loader_features(loader)
             protected = original
             if side in self.pixelfade_options.protect:
                 protected = self._loader_features(
-                    self._protected_loader(loader, out_dir, manifest, side))[0]
-            features[side], labels[side] = {"O": original, "P": protected}, (pids, camids)
-        settings = four_settings(features["query"], features["gallery"], labels["query"],
-                                 labels["gallery"], dist_metric, normalize_feature, ranks, rerank)
-        results = {"settings": settings, "privacy": self._privacy(out_dir, manifest),
-                   "protection": protection_summary(manifest),
-                   "num_query": len(labels["query"][0]),
-                   "num_gallery": len(labels["gallery"][0]),
-                   "model": manifest["settings"]["model"], "dataset": dataset_name,
-                   "protected_dir": out_dir}
-        self.pixelfade_results[dataset_name] = results
+                    self._protected_loader(loader, folder, side))[0]
+            features[side] = {"original": original, "protected": protected}
+            labels[side] = (pids, camids)
+        settings = evaluate_settings(features["query"], features["gallery"], labels["query"],
+                                     labels["gallery"], metric=dist_metric,
+                                     normalize=normalize_feature, ranks=ranks, rerank=rerank)
+        result = folder_result(folder, settings, len(labels["query"][0]),
+                               len(labels["gallery"][0]), dataset=dataset_name,
+                               protected_dir=folder.path)
+        self.pixelfade_results[dataset_name] = result.to_dict()
         logger.info("** %s: four settings (protected images in %s) **\n%s", dataset_name,
-                    out_dir, results_markdown(results))
+                    folder.path, result.to_markdown())
         report = settings[self.pixelfade_options.report_setting]
         return report["rank1"], report["mAP"]
 
@@ -210,8 +189,14 @@ def enable_pixelfade(engine, options: ProtectionOptions | None = None, **kwargs)
     Returns:
         The same engine, now an instance of a subclass with :class:`PixelFadeEvalMixin`;
         after each evaluation ``engine.pixelfade_results[dataset_name]`` holds the results
-        dictionary (``results.json`` schema).
+        dictionary (``results.json`` schema, ``EvaluationResult.to_dict()``).
+
+    Raises:
+        RuntimeError: if torchreid's ``Engine._evaluate`` changed its parameters.
     """
+    from ..._torchreid import check_evaluate_signature
+
+    check_evaluate_signature()
     options = options or ProtectionOptions(**kwargs)
     cls = type(engine)
     if not isinstance(engine, PixelFadeEvalMixin):

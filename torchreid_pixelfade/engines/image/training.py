@@ -13,8 +13,8 @@ import os
 import torch
 from torch import nn
 
-from ._torchreid import tr
-from .io import atomic_torch_save
+from ..._torchreid import tr
+from ...io import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 

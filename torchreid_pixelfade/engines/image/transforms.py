@@ -2,7 +2,7 @@
 
 Two ways to protect query/gallery images in torchreid:
 
-* **The evaluation hook** (:func:`torchreid_pixelfade.engine.enable_pixelfade`, or
+* **The evaluation hook** (:func:`torchreid_pixelfade.enable_pixelfade`, or
   ``pixelfade.enabled True``): protects in batches on the model's device, stores the protected
   PNGs and reuses them while the weights do not change, and reports all four settings. Use it
   whenever you evaluate with a torchreid engine.
@@ -25,8 +25,8 @@ from typing import Iterable
 import torch
 from torchvision import transforms as T
 
-from .models import AuthorizedModel
-from .protect import Protector, build_protector
+from ...models import AuthorizedModel
+from ...protect import Protector, build_protector
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,13 @@ class PixelFadeTransform:
         **kwargs: protector hyper-parameters (e.g. ``steps``, ``eps``, ``seed``).
 
     Example:
-        >>> pipeline = T.Compose([T.Resize((128, 64)), T.ToTensor(),
-        ...                       PixelFadeTransform(model, steps=100)])  # doctest: +SKIP
+        >>> from PIL import Image
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+        ...                           torch.nn.Flatten())
+        >>> pipeline = T.Compose([T.Resize((64, 32)), T.ToTensor(),
+        ...                       PixelFadeTransform(net, steps=2, seed=0)])
+        >>> pipeline(Image.new("RGB", (40, 90))).shape
+        torch.Size([3, 64, 32])
     """
 
     def __init__(self, model: torch.nn.Module | None, protector: str | Protector = "pixelfade",

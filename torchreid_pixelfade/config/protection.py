@@ -1,0 +1,98 @@
+"""The ``pixelfade`` config node, generated from the protectors' own ``Params`` declarations.
+
+Layout (``configs/*.yaml``, ``KEY VALUE`` overrides)::
+
+    pixelfade.enabled, .protector, .protect, .batch_size, .seed, .cache_dir,
+    pixelfade.report_setting, .skip_corrupt           how protection runs (any protector)
+    pixelfade.<field>                                  PixelFade's hyper-parameters (eps, steps...)
+    pixelfade.<name>.<field>                           any other registered protector's, e.g.
+                                                       pixelfade.avih.step_size, pixelfade.blur.sigma
+
+Every field comes from ``protector_params(name)``, so a protector registered before
+:func:`protection_defaults` runs gets its node with no edit here. ``seed`` is one run option for
+every protector that has one (-1: unpredictable noise, seeded from the OS).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from yacs.config import CfgNode as CN
+
+from ..protect import list_protectors, protector_params
+
+#: The protector whose hyper-parameters sit directly under ``pixelfade`` (documented keys).
+HOME = "pixelfade"
+#: Fields that are run options rather than per-protector hyper-parameters.
+RUN_LEVEL = ("seed",)
+
+
+def _run_options() -> CN:
+    node = CN()
+    node.enabled = False  # protect query/gallery in every evaluation
+    node.protector = HOME  # any name of torchreid_pixelfade.list_protectors()
+    node.protect = ["query", "gallery"]  # which sides are stored protected
+    node.batch_size = 32
+    node.seed = -1  # -1: noise seeded from the OS; >= 0 reproducible
+    node.cache_dir = ""  # where the evaluation hook stores protected images
+    node.report_setting = "P2P"  # which setting's Rank-1/mAP evaluation returns
+    node.skip_corrupt = False  # skip unreadable images (listed in the manifest) instead of failing
+    return node
+
+
+def _fields(name: str) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(protector_params(name)) if f.name not in RUN_LEVEL]
+
+
+def protection_defaults() -> CN:
+    """The ``pixelfade`` node: run options, PixelFade's fields, one sub-node per other protector.
+
+    Raises:
+        ValueError: if a protector's field or name collides with a run option.
+    """
+    node = _run_options()
+    taken = set(node)
+    for name in list_protectors():
+        target = node if name == HOME else CN()
+        for field in _fields(name):
+            if name == HOME and field.name in taken:
+                raise ValueError(f"PixelFade parameter {field.name!r} collides with a run option")
+            target[field.name] = field.default
+        if name != HOME:
+            if name in taken or name in node:
+                raise ValueError(f"Protector name {name!r} collides with a pixelfade.* key")
+            node[name] = target
+    return node
+
+
+def protector_node(cfg: CN, name: str) -> CN:
+    """The config node holding protector ``name``'s hyper-parameters."""
+    return cfg.pixelfade if name == HOME else cfg.pixelfade[name]
+
+
+def option_key(name: str, option: str) -> str:
+    """The full config key of a protector's option (``('avih', 'steps')`` ->
+    ``'pixelfade.avih.steps'``; ``seed`` is the run option ``pixelfade.seed``)."""
+    if option in RUN_LEVEL or name == HOME:
+        return f"pixelfade.{option}"
+    return f"pixelfade.{name}.{option}"
+
+
+def protector_kwargs(cfg: CN, name: str | None = None) -> dict:
+    """Keyword arguments of ``build_protector(name, model, **kwargs)`` (``name`` defaults to
+    ``pixelfade.protector``)."""
+    name = name or cfg.pixelfade.protector
+    node = protector_node(cfg, name)
+    kwargs = {f.name: node[f.name] for f in _fields(name)}
+    if "seed" in {f.name for f in dataclasses.fields(protector_params(name))}:
+        kwargs["seed"] = None if cfg.pixelfade.seed < 0 else cfg.pixelfade.seed
+    return kwargs
+
+
+def protection_options(cfg: CN) -> dict:
+    """Keyword arguments of ``ProtectionOptions`` (the evaluation hook)."""
+    node = cfg.pixelfade
+    return {"protector": node.protector, "protector_kwargs": protector_kwargs(cfg),
+            "protect": list(node.protect),
+            "cache_dir": node.cache_dir or f"{cfg.data.save_dir}/pixelfade-cache",
+            "batch_size": node.batch_size, "report_setting": node.report_setting,
+            "skip_corrupt": node.skip_corrupt}

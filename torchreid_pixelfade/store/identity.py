@@ -1,0 +1,117 @@
+"""What identifies a protected folder: protector, hyper-parameters, model, weights, size, data.
+
+A folder holds images protected one way only. :func:`protection_identity` is the one builder of
+that identity, used by the ``protect`` command and the torchreid evaluation hook alike; a run
+whose identity differs from the folder's is refused, one whose identity is equal resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtectionIdentity:
+    """The settings a protected folder was made with (stored in its manifest).
+
+    Attributes:
+        protector: registered protector name.
+        hparams: the protector's hyper-parameters (``Protector.hparams()``).
+        model: the authorised model's name.
+        weights_sha256: SHA-256 of the weights file, or of the state dict for an in-memory
+            model (see :func:`weights_digest`).
+        height, width: the size images are protected and stored at.
+        mean, std: the model's input normalisation.
+        dataset: the dataset's name (or its folder).
+    """
+
+    protector: str
+    hparams: dict
+    model: str
+    weights_sha256: str
+    height: int
+    width: int
+    mean: tuple = ()
+    std: tuple = ()
+    dataset: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (the manifest's ``identity``)."""
+        data = dataclasses.asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProtectionIdentity":
+        """Reads a manifest's identity; folders of format 1 lack ``mean``/``std``/``dataset``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["mean"], values["std"] = (tuple(values.get(k) or ()) for k in ("mean", "std"))
+        return cls(**values)
+
+    def key(self) -> str:
+        """A short stable hash of the identity (a cache folder name)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def accepts(self, other: "ProtectionIdentity") -> bool:
+        """Whether a run with identity ``other`` may write into a folder with this one.
+
+        Folders written before the normalisation was recorded (format 1) leave ``mean``, ``std``
+        and ``dataset`` empty; those fields are then not compared.
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        return all(mine[k] == theirs[k] for k in mine if mine[k] not in ((), [], ""))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def weights_digest(weights: str | os.PathLike | torch.nn.Module) -> str:
+    """SHA-256 of a weights file (a path), or of a model's state dict (a module being trained,
+    as in the evaluation hook)."""
+    if isinstance(weights, torch.nn.Module):
+        return state_dict_sha256(weights)
+    return file_sha256(weights)
+
+
+def protection_identity(protector, model, weights: str | os.PathLike | torch.nn.Module,
+                        height: int, width: int, dataset: str) -> ProtectionIdentity:
+    """The identity of protecting ``dataset`` at ``height x width`` with ``protector``.
+
+    Args:
+        protector: a protector object (name and ``hparams()`` are recorded).
+        model: the :class:`~torchreid_pixelfade.models.AuthorizedModel` (name, mean, std).
+        weights: the weights file the model was loaded from, or the module itself.
+        height, width: stored image size.
+        dataset: dataset name.
+    """
+    return ProtectionIdentity(
+        protector=protector.name, hparams=protector.hparams(), model=model.name,
+        weights_sha256=weights_digest(weights), height=int(height), width=int(width),
+        mean=_rounded(model.mean), std=_rounded(model.std), dataset=dataset)
+
+
+def _rounded(values: torch.Tensor) -> tuple:
+    """A float32 buffer as the decimals it was given (0.485, not 0.48500001430511475)."""
+    return tuple(round(float(v), 6) for v in values.flatten())

@@ -1,0 +1,171 @@
+"""Library entry points that take a frozen config: train, run, protect, evaluate.
+
+The command line parses arguments into a config and calls these; the demo, the report and the
+scripts in ``tools/`` call them too. Each one turns the config into plain values with the small
+adapters of :mod:`.config` and hands them to the library, whose classes never see a config.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import torch
+
+from . import config as C
+from .io import atomic_write_bytes, atomic_write_json
+from .models import AuthorizedModel, build_reid_model, load_weights
+from .protect import build_protector
+from .store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
+                    protect_records, protection_identity, records_from_dataset)
+
+logger = logging.getLogger(__name__)
+
+
+def default_device() -> str:
+    """``'cuda'`` when a GPU is visible, else ``'cpu'``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prepare_run(cfg) -> str:
+    """Writes the resolved ``cfg`` to ``data.save_dir/config.yaml`` and seeds Python, numpy and
+    torch with ``train.seed`` (torchreid's ``set_random_seed``); returns the config's path."""
+    from ._torchreid import tr
+
+    path = os.path.join(cfg.data.save_dir, "config.yaml")
+    atomic_write_bytes(path, cfg.dump().encode())
+    tr.utils.set_random_seed(cfg.train.seed)
+    return path
+
+
+def build_authorized_model(cfg, weights: str, device: str | torch.device) -> AuthorizedModel:
+    """The frozen authorised model of ``cfg`` with ``weights`` loaded, on ``device``."""
+    net = load_weights(build_reid_model(cfg.model.name, loss=cfg.loss.name), weights)
+    return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std,
+                           name=cfg.model.name).to(device)
+
+
+def dataset_records(cfg, splits: Sequence[str] = ("query", "gallery")
+                    ) -> tuple[str, list[ImageRecord]]:
+    """``(source_root, records)`` of ``splits`` of the (single) target dataset of ``cfg``."""
+    from ._torchreid import tr
+
+    if len(cfg.data.targets) != 1:
+        raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
+    dataset = tr.data.datasets.init_image_dataset(
+        cfg.data.targets[0], **C.dataset_kwargs(cfg), mode="query", verbose=False)
+    return records_from_dataset(dataset, splits)
+
+
+def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("query", "gallery"),
+                    device: str | torch.device = "cpu", progress: bool = True,
+                    limit: int | None = None, max_ids: int | None = None) -> ProtectedFolder:
+    """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``.
+
+    Args:
+        limit: keep at most that many images per split (evenly spaced), e.g. an attacker's subset.
+        max_ids: keep the images of the first identities only (a query/gallery subset).
+
+    Returns:
+        The protected folder.
+    """
+    name = cfg.data.targets[0]
+    source_root, records = dataset_records(cfg, splits)
+    records = evenly_spaced(first_identities(records, max_ids), limit)
+    model = build_authorized_model(cfg, weights, device)
+    protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
+    logger.info("protecting %d images of %s with %r", len(records), name, protector)
+    identity = protection_identity(protector, model, weights, cfg.data.height, cfg.data.width,
+                                   name)
+    return protect_records(protector, records, out_dir, identity, source_root,
+                           batch_size=cfg.pixelfade.batch_size, device=device,
+                           skip_corrupt=cfg.pixelfade.skip_corrupt, progress=progress)
+
+
+def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
+                    device: str | torch.device = "cpu"):
+    """Evaluates a protected folder with ``cfg``'s test options; writes ``json_path`` and a
+    markdown table beside it when given.
+
+    Returns:
+        The :class:`~torchreid_pixelfade.evaluation.EvaluationResult`.
+    """
+    from .evaluation import evaluate_folder as evaluate
+
+    model = build_authorized_model(cfg, weights, device)
+    result = evaluate(model, protected, **C.evaluation_kwargs(cfg), device=device)
+    if json_path:
+        result.write(json_path)
+        logger.info("results written to %s\n%s", json_path, result.to_markdown())
+    return result
+
+
+def resume_training(engine, path: str) -> int:
+    """Loads a torchreid checkpoint (model, optimizer, epoch); returns the epoch to start at."""
+    from .models import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    load_weights(engine.model, path)
+    if checkpoint.get("optimizer"):
+        engine.optimizer.load_state_dict(checkpoint["optimizer"])
+    logger.info("resumed %s at epoch %d", path, checkpoint.get("epoch", 0))
+    return int(checkpoint.get("epoch", 0))
+
+
+def _write_hook_results(cfg, results: dict) -> None:
+    from .evaluation import results_markdown
+
+    single = next(iter(results.values())) if len(results) == 1 else results
+    path = os.path.join(cfg.data.save_dir, "results.json")
+    atomic_write_json(path, single)
+    atomic_write_bytes(os.path.join(cfg.data.save_dir, "results.md"), "\n".join(
+        f"## {name}\n\n{results_markdown(r)}" for name, r in results.items()).encode())
+    logger.info("four-setting results written to %s", path)
+
+
+def run(cfg, device: str | torch.device = "cpu"):
+    """torchreid's ``scripts/main.py``: train and/or test, with protection when enabled.
+
+    Returns:
+        The engine; with ``pixelfade.enabled`` its ``pixelfade_results`` hold, per target, the
+        ``results.json`` dictionary, also written to ``data.save_dir``.
+    """
+    from ._torchreid import tr
+    from .data.protected import register_datasets
+    from .engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
+                                install_transform, split_transform_names)
+    from .engines.image.training import build_training
+
+    register_datasets()  # protected folders as sources/targets: `pixelfade_protected`
+    use_gpu = torch.device(device).type == "cuda"
+    data_kwargs = C.imagedata_kwargs(cfg, use_gpu=use_gpu)
+    data_kwargs["transforms"], per_image = split_transform_names(cfg.data.transforms)
+    datamanager = tr.data.ImageDataManager(**data_kwargs)
+    engine = build_training(datamanager, cfg.model.name, cfg.loss.name, C.optimizer_kwargs(cfg),
+                            C.lr_scheduler_kwargs(cfg), warmup_epochs=cfg.train.warmup_epochs,
+                            pretrained=cfg.model.pretrained, loss_kwargs=C.loss_kwargs(cfg),
+                            device=device)
+    run_kwargs = C.engine_run_kwargs(cfg)
+    if cfg.model.load_weights:
+        load_weights(engine.model, cfg.model.load_weights)
+    if cfg.model.resume:
+        run_kwargs["start_epoch"] = resume_training(engine, cfg.model.resume)
+    if per_image:
+        install_transform(datamanager, PixelFadeTransform(
+            engine.model, cfg.pixelfade.protector, **C.protector_kwargs(cfg)))
+    if cfg.pixelfade.enabled:
+        enable_pixelfade(engine, ProtectionOptions(**C.protection_options(cfg)))
+    engine.run(**run_kwargs)
+    if cfg.pixelfade.enabled:
+        _write_hook_results(cfg, engine.pixelfade_results)
+    return engine
+
+
+def train(cfg, device: str | torch.device = "cpu") -> str:
+    """Trains the authorised model of ``cfg``; returns the path of the saved ``model.pth``."""
+    if cfg.test.evaluate:
+        raise ValueError("train with test.evaluate True would not train; use `run` to test")
+    engine = run(cfg, device)
+    path = os.path.join(cfg.data.save_dir, engine.weights_name)
+    logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
+    return path
