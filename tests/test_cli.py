@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade.cli import build_parser, main
+from torchreid_pixelfade.cli import build_parser, main, parse_args
 from torchreid_pixelfade.workflows import dataset_records
 from torchreid_pixelfade.models import build_reid_model
 
@@ -99,3 +99,36 @@ def test_main_with_pixelfade_transform_name(tiny_market, tmp_path):
     engine = run(C.config_from_args(args), "cpu")
     query = engine.datamanager.test_loader["market1501"]["query"].dataset
     assert "PixelFadeTransform" in repr(query.transform)
+
+
+def test_options_may_follow_the_overrides():
+    args = parse_args(build_parser(), ["protect", "--config-file", "c.yaml", "pixelfade.eps",
+                                       "0.05", "--weights", "w", "--output", "o",
+                                       "pixelfade.seed", "-1"])
+    assert (args.weights, args.output) == ("w", "o")
+    assert args.opts == ["pixelfade.eps", "0.05", "pixelfade.seed", "-1"]
+    args = parse_args(build_parser(), ["report", "--weights", "w", "--output", "o", "--rows",
+                                       "blur", "avih", "--", "pixelfade.seed", "0"])
+    assert args.rows == ["blur", "avih"] and args.opts == ["pixelfade.seed", "0"]
+    with pytest.raises(SystemExit):
+        parse_args(build_parser(), ["protect", "--weights", "w", "--output", "o", "--nope"])
+    with pytest.raises(SystemExit):
+        parse_args(build_parser(), ["protect", "--weights", "w", "--output", "o",
+                                    "--max-images", "-1"])
+
+
+def test_expected_failures_are_one_line_errors(tmp_path, caplog):
+    argv = ["protect", "--device", "cpu", "--config-file", CONFIG, "--root",
+            str(tmp_path / "missing"), "--weights", "w.pth", "--output", str(tmp_path / "o")]
+    assert main(argv) == 2
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "FileNotFoundError: data root" in errors[0].getMessage()
+    assert errors[0].exc_info is None
+    with pytest.raises(FileNotFoundError):
+        main(["--log-level", "DEBUG", *argv])
+
+
+def test_config_files_must_be_yaml(tmp_path):
+    (tmp_path / "evil.py").write_text("raise SystemExit('executed')\n")
+    with pytest.raises(ValueError, match="must be YAML"):
+        C.merge_file(C.get_default_config(), str(tmp_path / "evil.py"))

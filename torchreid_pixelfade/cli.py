@@ -51,7 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .workflows import evaluate_folder
 
     evaluate_folder(C.config_from_args(args), args.weights, args.protected, args.json,
-                    args.device)
+                    args.device, allow_other_weights=args.allow_other_weights)
     return 0
 
 
@@ -87,6 +87,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
 def _device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda "
                                                        "when available)")
@@ -98,7 +106,7 @@ def _add_protect(commands) -> argparse.ArgumentParser:
     protect.add_argument("--output", required=True, help="output folder")
     protect.add_argument("--splits", nargs="+", default=["query", "gallery"],
                          choices=["train", "query", "gallery"], help="splits to protect")
-    protect.add_argument("--max-images", type=int, default=None,
+    protect.add_argument("--max-images", type=positive_int, default=None,
                          help="at most N images per split, evenly spaced (default: all)")
     protect.add_argument("--no-progress", action="store_true", help="no progress bar")
     return protect
@@ -109,6 +117,9 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--weights", required=True, help="authorised model weights")
     evaluate.add_argument("--protected", required=True, help="folder written by protect")
     evaluate.add_argument("--json", required=True, help="results file (a .md table beside it)")
+    evaluate.add_argument("--allow-other-weights", action="store_true",
+                          help="evaluate with another model or weights than the folder was "
+                               "protected with (refused by default)")
     return evaluate
 
 
@@ -174,15 +185,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Failures a user can fix (bad path, bad value, refused folder): one line, no traceback.
+EXPECTED_ERRORS = (ValueError, KeyError, TypeError, OSError)
+
+
+def _looks_like_option(token: str) -> bool:
+    if not token.startswith("-") or token == "--":
+        return False
+    try:
+        float(token)  # a negative number is a value
+        return False
+    except ValueError:
+        return True
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parses ``argv``; ``KEY VALUE`` overrides may come before, between or after options
+    (``... pixelfade.eps 0.05 --output X`` works), unknown options are refused."""
+    args, extras = parser.parse_known_args(argv)
+    unknown = [token for token in extras if _looks_like_option(token)]
+    if unknown or (extras and not hasattr(args, "opts")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
+    if extras:
+        args.opts = list(args.opts or []) + extras
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.device:
         from .workflows import default_device
 
         args.device = default_device()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as error:
+        if args.log_level.upper() == "DEBUG":
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        logger.error("%s: %s (run with --log-level DEBUG for the traceback)",
+                     type(error).__name__, message)
+        return 2
 
 
 if __name__ == "__main__":

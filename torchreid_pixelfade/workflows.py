@@ -45,15 +45,49 @@ def build_authorized_model(cfg, weights: str, device: str | torch.device) -> Aut
                            name=cfg.model.name).to(device)
 
 
+def check_dataset_folders(root: str, names: Sequence[str]) -> None:
+    """Checks that each torchreid dataset's folder exists under ``root`` before torchreid sees it
+    (torchreid would create folders and try to download a missing dataset).
+
+    Raises:
+        FileNotFoundError: naming the path that was expected.
+        ValueError: for a name torchreid does not know (the valid ones are listed).
+    """
+    from ._torchreid import image_datasets
+
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+    registered = image_datasets()
+    for name in names:
+        if name not in registered:
+            raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(registered)}")
+        folder = os.path.join(root, getattr(registered[name], "dataset_dir", "") or "")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"dataset {name!r}: expected its folder at {folder!r} "
+                                    f"(torchreid's layout under --root {root!r})")
+
+
 def dataset_records(cfg, splits: Sequence[str] = ("query", "gallery")
                     ) -> tuple[str, list[ImageRecord]]:
-    """``(source_root, records)`` of ``splits`` of the (single) target dataset of ``cfg``."""
+    """``(source_root, records)`` of ``splits`` of the (single) target dataset of ``cfg``.
+
+    Raises:
+        FileNotFoundError: if the dataset's folder is missing.
+        ValueError: for an unreadable dataset (its folder and the problem are named).
+    """
     from ._torchreid import tr
 
     if len(cfg.data.targets) != 1:
         raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
-    dataset = tr.data.datasets.init_image_dataset(
-        cfg.data.targets[0], **C.dataset_kwargs(cfg), mode="query", verbose=False)
+    name = cfg.data.targets[0]
+    check_dataset_folders(cfg.data.root, [name])
+    try:
+        dataset = tr.data.datasets.init_image_dataset(name, **C.dataset_kwargs(cfg),
+                                                      mode="query", verbose=False)
+    except (AssertionError, AttributeError, IndexError, KeyError, RuntimeError) as error:
+        raise ValueError(f"dataset {name!r} under {cfg.data.root!r} cannot be read by "
+                         f"torchreid ({type(error).__name__}: {error}); check that every split "
+                         f"folder holds images named as the dataset's layout requires") from error
     return records_from_dataset(dataset, splits)
 
 
@@ -70,6 +104,7 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
         The protected folder.
     """
     name = cfg.data.targets[0]
+    C.check_run_options(cfg)
     source_root, records = dataset_records(cfg, splits)
     records = evenly_spaced(first_identities(records, max_ids), limit)
     model = build_authorized_model(cfg, weights, device)
@@ -82,18 +117,52 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
                            skip_corrupt=cfg.pixelfade.skip_corrupt, progress=progress)
 
 
+def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
+    """Refuses to evaluate ``folder`` with another model or other weights than it was made with
+    (its features would not be the authorised ones, and the results would describe neither).
+
+    Raises:
+        ValueError: naming both models or both weight hashes.
+    """
+    from .store import file_sha256
+
+    recorded = folder.identity
+    if recorded.model != model_name:
+        raise ValueError(f"{folder.path} was protected with model {recorded.model!r}, not "
+                         f"{model_name!r}; evaluate with its model (or pass "
+                         f"--allow-other-weights to compare on purpose)")
+    digest = file_sha256(weights)
+    if recorded.weights_sha256 and recorded.weights_sha256 != digest:
+        raise ValueError(f"{folder.path} was protected with other weights (sha256 "
+                         f"{recorded.weights_sha256[:12]}...) than {weights} ({digest[:12]}...); "
+                         f"evaluate with its weights (or pass --allow-other-weights)")
+
+
 def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
-                    device: str | torch.device = "cpu"):
+                    device: str | torch.device = "cpu", allow_other_weights: bool = False):
     """Evaluates a protected folder with ``cfg``'s test options; writes ``json_path`` and a
     markdown table beside it when given.
+
+    The model and weights must be the ones the folder was protected with (see
+    :func:`check_same_model`) unless ``allow_other_weights``; results are always labelled with
+    the model and weights actually used.
 
     Returns:
         The :class:`~torchreid_pixelfade.evaluation.EvaluationResult`.
     """
     from .evaluation import evaluate_folder as evaluate
+    from .store import file_sha256
 
+    folder = ProtectedFolder.open(protected)
+    if allow_other_weights:
+        logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
+                       "protected with (%s)", protected, cfg.model.name, weights,
+                       folder.identity.model)
+    else:
+        check_same_model(folder, cfg.model.name, weights)
     model = build_authorized_model(cfg, weights, device)
-    result = evaluate(model, protected, **C.evaluation_kwargs(cfg), device=device)
+    result = evaluate(model, folder, **C.evaluation_kwargs(cfg), device=device)
+    result.weights_sha256 = file_sha256(weights)
     if json_path:
         result.write(json_path)
         logger.info("results written to %s\n%s", json_path, result.to_markdown())
@@ -137,6 +206,8 @@ def run(cfg, device: str | torch.device = "cpu"):
     from .engines.image.training import build_training
 
     register_datasets()  # protected folders as sources/targets: `pixelfade_protected`
+    check_dataset_folders(cfg.data.root, list(dict.fromkeys([*cfg.data.sources,
+                                                             *cfg.data.targets])))
     use_gpu = torch.device(device).type == "cuda"
     data_kwargs = C.imagedata_kwargs(cfg, use_gpu=use_gpu)
     data_kwargs["transforms"], per_image = split_transform_names(cfg.data.transforms)

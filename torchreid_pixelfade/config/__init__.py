@@ -13,7 +13,7 @@ from yacs.config import CfgNode as CN
 
 from .merge import (add_torchreid_arguments, merge_args, merge_file, merge_opts,
                     parse_overrides, parse_value)
-from .protection import (option_key, protection_defaults, protection_options, protector_kwargs,
+from .protection import (check_run_options, option_key, protection_defaults, protection_options, protector_kwargs,
                          protector_node)
 from .torchreid import (dataset_kwargs, engine_run_kwargs, evaluation_kwargs, imagedata_kwargs,
                         loss_kwargs, lr_scheduler_kwargs, optimizer_kwargs, torchreid_defaults)
@@ -33,7 +33,7 @@ def config_from_args(args: argparse.Namespace) -> CN:
 
 
 __all__ = ["get_default_config", "config_from_args", "add_torchreid_arguments", "merge_args",
-           "merge_file", "merge_opts", "parse_overrides", "parse_value", "option_key",
+           "merge_file", "merge_opts", "parse_overrides", "parse_value", "check_run_options", "option_key",
            "protection_defaults", "protection_options", "protector_kwargs", "protector_node",
            "dataset_kwargs", "engine_run_kwargs", "evaluation_kwargs", "imagedata_kwargs",
            "loss_kwargs", "lr_scheduler_kwargs", "optimizer_kwargs", "torchreid_defaults"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 from typing import Any, Sequence
 
 from yacs.config import CfgNode as CN
@@ -103,7 +104,16 @@ def _coerce_tree(default: CN, loaded: CN, prefix: str = "") -> None:
 
 
 def merge_file(cfg: CN, path: str) -> None:
-    """``merge_from_file`` that names the offending key for unknown keys and wrong types."""
+    """``merge_from_file`` that names the offending key for unknown keys and wrong types.
+
+    Raises:
+        ValueError: for a file that is not YAML (yacs would execute a ``.py`` config).
+        FileNotFoundError: for a missing file.
+    """
+    if not str(path).lower().endswith((".yaml", ".yml")):
+        raise ValueError(f"{path}: config files must be YAML (.yaml or .yml)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: config file not found")
     with open(path) as handle:
         loaded = cfg.load_cfg(handle)
     _coerce_tree(cfg, loaded)
@@ -117,8 +127,9 @@ def add_torchreid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--targets", type=str, nargs="+", help="target datasets")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation")
     parser.add_argument("--root", type=str, default="", help="path to the data root")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="modify config options with KEY VALUE pairs")
+    parser.add_argument("opts", default=None, nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. pixelfade.eps 0.05 (after '--' when they "
+                             "follow a list option such as --rows or -s)")
 
 
 def merge_args(cfg: CN, args: argparse.Namespace) -> CN:

@@ -88,8 +88,26 @@ def protector_kwargs(cfg: CN, name: str | None = None) -> dict:
     return kwargs
 
 
+def check_run_options(cfg: CN) -> None:
+    """Validates the run options of the ``pixelfade`` node.
+
+    Raises:
+        ValueError: naming the key and the accepted values.
+    """
+    node = cfg.pixelfade
+    if node.batch_size < 1:
+        raise ValueError(f"pixelfade.batch_size must be >= 1, got {node.batch_size}")
+    if node.seed < -1:
+        raise ValueError(f"pixelfade.seed must be >= 0, or -1 for OS noise; got {node.seed}")
+    sides = set(node.protect) - {"query", "gallery"}
+    if sides or not node.protect:
+        raise ValueError(f"pixelfade.protect takes 'query' and/or 'gallery', got "
+                         f"{list(node.protect)}")
+
+
 def protection_options(cfg: CN) -> dict:
     """Keyword arguments of ``ProtectionOptions`` (the evaluation hook)."""
+    check_run_options(cfg)
     node = cfg.pixelfade
     return {"protector": node.protector, "protector_kwargs": protector_kwargs(cfg),
             "protect": list(node.protect),

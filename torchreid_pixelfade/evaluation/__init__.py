@@ -28,7 +28,8 @@ def evaluate_folder(model: AuthorizedModel, folder: ProtectedFolder | str,
 
     Protected query and gallery are read back from their PNG files, originals from the source
     dataset named in the manifest, both at the stored image size; the four settings are ranked
-    with torchreid's ``dist_metric``/``normalize_feature``/``rerank`` semantics.
+    with torchreid's ``dist_metric``/``normalize_feature``/``rerank`` semantics. Results are
+    labelled with ``model.name``, the model that extracted the features.
 
     Raises:
         FileNotFoundError: if the folder has no manifest. ValueError: if a side is empty.
@@ -41,7 +42,7 @@ def evaluate_folder(model: AuthorizedModel, folder: ProtectedFolder | str,
                                  IMAGE_SETTINGS, metric, normalize, ranks, rerank, protocol)
     pairs = [(s["pixels"]["protected"], s["pixels"]["original"]) for s in sides.values()]
     return folder_result(folder, settings, len(sides["query"]["labels"][0]),
-                         len(sides["gallery"]["labels"][0]), pairs=pairs)
+                         len(sides["gallery"]["labels"][0]), model.name, pairs=pairs)
 
 
 __all__ = ["evaluate_folder", "extract_features", "folder_side", "EvaluationResult",

@@ -32,8 +32,9 @@ class EvaluationResult:
         privacy: ``{'ssim', 'psnr', 'ad', 'ad_median'}`` of the stored images.
         protection: ``ProtectedFolder.summary()``.
         num_query, num_gallery: sizes of the two sides.
-        model, dataset: names.
+        model, dataset: names; ``model`` is the model that extracted the features.
         protected_dir: the folder (set by the evaluation hook, whose folder is a cache).
+        weights_sha256: SHA-256 of the weights file evaluated (set by the ``evaluate`` command).
     """
 
     settings: dict
@@ -44,12 +45,13 @@ class EvaluationResult:
     model: str
     dataset: str
     protected_dir: str | None = None
+    weights_sha256: str | None = None
 
     def to_dict(self) -> dict:
+        """The ``results.json`` dictionary (optional fields only when set)."""
         data = dataclasses.asdict(self)
-        if data["protected_dir"] is None:
-            del data["protected_dir"]
-        return data
+        return {k: v for k, v in data.items()
+                if v is not None or k not in ("protected_dir", "weights_sha256")}
 
     def to_markdown(self) -> str:
         """A markdown table of the settings plus the privacy and protection lines."""
@@ -77,9 +79,10 @@ class EvaluationResult:
 
 
 def folder_result(folder: ProtectedFolder, settings: dict, num_query: int, num_gallery: int,
-                  dataset: str | None = None, protected_dir: str | None = None,
+                  model: str, dataset: str | None = None, protected_dir: str | None = None,
                   pairs: list | None = None) -> EvaluationResult:
-    """The :class:`EvaluationResult` of ranked ``settings`` on ``folder``.
+    """The :class:`EvaluationResult` of ranked ``settings`` on ``folder``, evaluated by
+    ``model`` (its name).
 
     Privacy is measured on the folder's stored query then gallery images against their
     originals; ``pairs`` (``[(protected, originals), ...]`` per split) saves reading them again.
@@ -91,7 +94,7 @@ def folder_result(folder: ProtectedFolder, settings: dict, num_query: int, num_g
     originals = torch.cat([o for _, o in pairs])
     return EvaluationResult(settings=settings, privacy=privacy_summary(protected, originals),
                             protection=folder.summary(), num_query=num_query,
-                            num_gallery=num_gallery, model=folder.identity.model,
+                            num_gallery=num_gallery, model=model,
                             dataset=dataset or folder.identity.dataset or folder.source_root,
                             protected_dir=protected_dir)
 

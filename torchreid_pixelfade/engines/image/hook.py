@@ -66,6 +66,8 @@ class ProtectionOptions:
         unknown = set(self.protect) - {"query", "gallery"}
         if unknown:
             raise ValueError(f"protect takes 'query' and/or 'gallery', got {sorted(unknown)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class _ImageFiles(Dataset):
@@ -170,8 +172,8 @@ class PixelFadeEvalMixin:
                                      labels["gallery"], metric=dist_metric,
                                      normalize=normalize_feature, ranks=ranks, rerank=rerank)
         result = folder_result(folder, settings, len(labels["query"][0]),
-                               len(labels["gallery"][0]), dataset=dataset_name,
-                               protected_dir=folder.path)
+                               len(labels["gallery"][0]), folder.identity.model,
+                               dataset=dataset_name, protected_dir=folder.path)
         self.pixelfade_results[dataset_name] = result.to_dict()
         logger.info("** %s: four settings (protected images in %s) **\n%s", dataset_name,
                     folder.path, result.to_markdown())
