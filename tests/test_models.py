@@ -68,3 +68,88 @@ def test_unknown_backbone_lists_names():
 def test_file_sha256(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     assert file_sha256(tmp_path / "f").startswith("ba7816bf")
+
+
+# ------------------------------------------------------ load_weights refuses partial loads
+
+
+@pytest.fixture(scope="module")
+def osnet_weights(tmp_path_factory):
+    """A state dict of osnet_x0_25 (random init, 3 classes) saved to a file; its path."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "osnet_x0_25.pth"
+    torch.save(build_reid_model("osnet_x0_25", num_classes=3).state_dict(), path)
+    return path
+
+
+def test_same_architecture_loads_and_another_classifier_size_is_skipped(osnet_weights):
+    source = torch.load(osnet_weights)
+    model = load_weights(build_reid_model("osnet_x0_25", num_classes=7), osnet_weights)
+    target = model.state_dict()
+    assert model.classifier.out_features == 7
+    assert all(torch.equal(source[key], value) for key, value in target.items()
+               if not key.startswith("classifier."))
+
+
+@pytest.mark.parametrize("other", ["mobilenetv2_x1_0", "osnet_x1_0"])
+def test_weights_of_another_architecture_are_refused(other, tmp_path):
+    # the tester's reports: mobilenetv2 "loaded 6 of 567 layers" (all num_batches_tracked),
+    # osnet_x1_0 "85 of 567"; both used random weights for the rest and exited 0
+    torch.save(build_reid_model(other).state_dict(), tmp_path / f"{other}.pth")
+    model = build_reid_model("osnet_x0_25")
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(ValueError, match=rf"{other}\.pth: .*of \d+ parameters") as error:
+        load_weights(model, tmp_path / f"{other}.pth")
+    assert "num_batches_tracked" not in str(error.value)
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_refusal_names_the_counts_and_first_missing_keys(tmp_path):
+    torch.save(build_reid_model("osnet_x1_0").state_dict(), tmp_path / "w.pth")
+    model = build_reid_model("osnet_x0_25")
+    with pytest.raises(ValueError) as error:
+        load_weights(model, tmp_path / "w.pth")
+    message = str(error.value)
+    parameters = len(list(model.parameters()))
+    assert f"of {parameters} parameters" in message and "not loaded" in message
+    assert "conv1.conv.weight" in message  # the first layer differs in width
+
+
+def test_batchnorm_counters_alone_match_nothing(tmp_path):
+    counters = {key: value for key, value in TinyReID().state_dict().items()
+                if key.endswith("num_batches_tracked")}
+    torch.save(counters, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="w.pth: no layer matches"):
+        load_weights(TinyReID(), tmp_path / "w.pth")
+
+
+def test_missing_running_statistics_are_refused(tmp_path):
+    state = TinyReID().state_dict()
+    del state["features.1.running_var"]
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"not loaded: \['features.1.running_var"):
+        load_weights(TinyReID(), tmp_path / "w.pth")
+
+
+def test_allow_missing_prefixes(tmp_path):
+    torch.save(TinyReID(num_classes=5).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"classifier\.weight"):
+        load_weights(TinyReID(num_classes=9), tmp_path / "w.pth", allow_missing=())
+    state = TinyReID().state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("features.0.")},
+               tmp_path / "v.pth")
+    load_weights(TinyReID(), tmp_path / "v.pth", allow_missing=("features.0.", "classifier"))
+    with pytest.raises(ValueError, match="features.0.bias"):
+        load_weights(TinyReID(), tmp_path / "v.pth")
+
+
+def test_authorized_model_runs_in_its_own_dtype_and_returns_the_inputs():
+    torch.manual_seed(0)
+    model = AuthorizedModel(TinyReID())
+    x = torch.rand(2, 3, 16, 8)
+    features = model(x.double())
+    assert features.dtype == torch.float64
+    assert torch.allclose(features, model(x).double(), atol=1e-5)
+    pixels = x.double().requires_grad_(True)
+    model(pixels).sum().backward()
+    assert pixels.grad.dtype == torch.float64

@@ -1,13 +1,14 @@
 """The authorised Re-ID model: normalisation inside, frozen, always in eval mode; weight loading.
 
-Protectors work on pixel images in [0, 1]. :class:`AuthorizedModel` wraps any torchreid model (or any
-``nn.Module`` that returns a feature vector in eval mode), normalises its input with the model's
-mean/std and returns ``(B, D)`` features. Its parameters are frozen, so a gradient step of a
+Protectors work on pixel images in [0, 1]. :class:`AuthorizedModel` wraps any torchreid model (or
+any ``nn.Module`` that returns a feature vector in eval mode), normalises its input with the
+model's mean/std and returns ``(B, D)`` features. Its parameters are frozen, so a gradient step of a
 protector costs one forward and one backward pass to the input and nothing more.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections import OrderedDict
@@ -94,12 +95,23 @@ class AuthorizedModel(nn.Module):
         return inputs * self.std.to(inputs) + self.mean.to(inputs)
 
     def forward_normalized(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Features of inputs that are already normalised, ``(B, 3, H, W) -> (B, D)``."""
+        """Features of inputs that are already normalised, ``(B, 3, H, W) -> (B, D)``.
+
+        The model runs in its own dtype (that of its first floating-point parameter or buffer):
+        inputs of another float dtype are cast to it and the features cast back, so float64
+        inputs give float64 features, differentiable with respect to the inputs.
+        """
+        dtype = self.model_dtype()
         with eval_mode(self.model):
-            features = self.model(inputs)
+            features = self.model(inputs if dtype is None else inputs.to(dtype))
         if isinstance(features, (tuple, list)):
             features = features[0]
-        return features.flatten(1)
+        return features.flatten(1).to(inputs.dtype)
+
+    def model_dtype(self) -> torch.dtype | None:
+        """The dtype the wrapped model computes in; None for a model without float tensors."""
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return next((t.dtype for t in tensors if t.is_floating_point()), None)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_normalized(self.normalize(images))
@@ -145,17 +157,42 @@ def _state_dict_of(checkpoint: object, path: str) -> dict:
     return OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in checkpoint.items())
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Loads a plain state dict or a torchreid checkpoint into ``model``.
+#: Keys that :func:`load_weights` may leave unloaded by default: the classifier heads of
+#: torchreid's models (``classifier.*``; HACNN's ``classifier_global.*`` and
+#: ``classifier_local.*``), sized by the training identities and unused for features.
+CLASSIFIER_PREFIXES = ("classifier",)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike,
+                 allow_missing: Sequence[str] = CLASSIFIER_PREFIXES) -> nn.Module:
+    """Loads a plain state dict or a torchreid checkpoint into ``model``, refusing partial loads.
 
     Unlike torchreid's ``load_pretrained_weights``, which warns and keeps random weights when
-    nothing matches, this fails loudly: an authorised model that silently failed to load would
-    make every privacy result meaningless. Layers whose name or shape differ (typically the
-    classifier, sized by the number of training identities) are skipped and logged.
+    little or nothing matches, this fails loudly: an authorised model that silently kept random
+    layers would make every privacy result meaningless. An entry is loaded when the file has
+    the same key with the same shape. Every parameter and every floating-point buffer (e.g.
+    BatchNorm running statistics, which eval mode uses) must be loaded, except those whose key
+    starts with one of ``allow_missing``; by default that is the classifier head, sized by the
+    number of training identities and unused by the authorised model, which takes features
+    only. Integer buffers (BatchNorm's ``num_batches_tracked`` counters) are loaded when they
+    match but neither counted nor required: every BatchNorm has one, whatever the architecture.
+    Unloaded and unused entries are logged.
+
+    Args:
+        model: the module to load into (modified in place, only if the load is accepted).
+        path: a file written by ``torch.save``: a state dict, or a dict with a ``state_dict``
+            entry (torchreid's checkpoints); a ``module.`` prefix (DataParallel) is removed.
+        allow_missing: prefixes of keys that may keep their current values (plain string
+            prefixes: ``"classifier"`` also covers ``classifier_global.weight``); ``()`` requires
+            every entry.
+
+    Returns:
+        ``model``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a checkpoint or no layer of it matches the model.
+        ValueError: if the file is not a checkpoint, or leaves a required entry of the model
+            unloaded (the message names the file, the counts and the first missing keys).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -167,12 +204,59 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     source = _state_dict_of(checkpoint, path)
     target = model.state_dict()
     matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    if not matched:
-        raise ValueError(f"{path}: no layer matches the model {type(model).__name__} "
-                         f"(file has {len(source)} entries, e.g. {list(source)[:3]})")
+    _check_loaded(model, path, source, matched, _prefixes(allow_missing))
+    unused = sorted(set(source) - set(matched))
     skipped = sorted(set(target) - set(matched))
-    if skipped:
-        logger.info("%s: %d of %d layers loaded; not loaded: %s", path, len(matched), len(target),
-                    skipped[:10])
+    if skipped or unused:
+        logger.info("%s: %s; not loaded: %s; unused from the file: %s", path,
+                    _load_counts(model, matched), skipped[:10], unused[:10])
     model.load_state_dict(matched, strict=False)
     return model
+
+
+def _prefixes(allow_missing: Sequence[str]) -> tuple[str, ...]:
+    return (allow_missing,) if isinstance(allow_missing, str) else tuple(allow_missing)
+
+
+def _weight_keys(model: nn.Module) -> tuple[list[str], list[str]]:
+    """State-dict keys of the parameters and of the floating-point buffers of ``model``."""
+    parameters = [key for key, _ in model.named_parameters(remove_duplicate=False)]
+    known = set(parameters)
+    buffers = [key for key, value in model.state_dict().items()
+               if key not in known and value.is_floating_point()]
+    return parameters, buffers
+
+
+def _load_counts(model: nn.Module, matched: dict) -> str:
+    """``'loaded 10 of 12 parameters and 4 of 4 float buffers'``."""
+    parameters, buffers = _weight_keys(model)
+    loaded = (sum(key in matched for key in keys) for keys in (parameters, buffers))
+    return (f"loaded {next(loaded)} of {len(parameters)} parameters and {next(loaded)} of "
+            f"{len(buffers)} float buffers")
+
+
+def _check_loaded(model: nn.Module, path: str, source: dict, matched: dict,
+                  allow_missing: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless every required parameter and float buffer is matched."""
+    parameters, buffers = _weight_keys(model)
+    weights = parameters + buffers
+    if not any(key in matched for key in weights):
+        raise ValueError(f"{path}: no layer matches the model {type(model).__name__} "
+                         f"({_load_counts(model, matched)}; the file has {len(source)} "
+                         f"entries, e.g. {list(source)[:3]})")
+    missing = [key for key in weights
+               if key not in matched and not key.startswith(allow_missing)]
+    if missing:
+        target = model.state_dict()
+        details = [_missing_detail(key, source, target) for key in missing[:5]]
+        raise ValueError(f"{path}: {_load_counts(model, matched)} of {type(model).__name__}; "
+                         f"{len(missing)} required entries not loaded: [{', '.join(details)}"
+                         f"{', ...' if len(missing) > 5 else ''}] (allow_missing="
+                         f"{allow_missing}); are these the weights of this architecture?")
+
+
+def _missing_detail(key: str, source: dict, target: dict) -> str:
+    if key not in source:
+        return f"'{key}' (absent from the file)"
+    return (f"'{key}' (file {tuple(source[key].shape)}, model "
+            f"{tuple(target[key].shape)})")

@@ -87,7 +87,6 @@ def _update_step_sizes(loss: torch.Tensor, previous: torch.Tensor | None, count:
     return count, step_size
 
 
-
 @hyperparameters
 class AVIHParams(HyperParameters):
     """Hyper-parameters of :class:`AVIH`.
@@ -99,7 +98,7 @@ class AVIHParams(HyperParameters):
     steps: int = hparam(100, "N, number of iterations (>= 0; 100 as in PixelFade's "
                         "comparison).")
     step_size: float = hparam(0.01, "initial step size alpha in pixel units (>= 0).")
-    momentum: float = hparam(0.3, "momentum factor of the normalised gradient.")
+    momentum: float = hparam(0.3, "momentum factor of the normalised gradient, in [0, 1).")
     decay: float = hparam(0.85, "factor applied to an image's step size when its patience runs "
                           "out, in (0, 1].")
     patience: int = hparam(16, "number of loss increases that trigger a decay (>= 1).")
@@ -115,14 +114,11 @@ class AVIHParams(HyperParameters):
 
     def _validate(self) -> None:
         check_choice("init", self.init, INITS)
-        if self.steps < 0 or self.patience < 1:
-            raise ValueError(f"Need steps >= 0 and patience >= 1; got {self.steps}, "
-                             f"{self.patience}")
-        if (self.step_size < 0 or not 0 < self.decay <= 1 or self.vc_weight < 0
-                or self.key_weight < 0):
-            raise ValueError(f"Need step_size >= 0, 0 < decay <= 1, vc_weight >= 0, "
-                             f"key_weight >= 0; got {self.step_size}, {self.decay}, "
-                             f"{self.vc_weight}, {self.key_weight}")
+        for name, low in (("steps", 0), ("patience", 1), ("step_size", 0), ("vc_weight", 0),
+                          ("key_weight", 0)):
+            self._check_range(name, low)
+        self._check_range("momentum", 0, 1, high_open=True)
+        self._check_range("decay", 0, 1, low_open=True)
 
 
 @register_protector("avih")

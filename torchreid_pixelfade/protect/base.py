@@ -130,15 +130,48 @@ class Protector:
     # ------------------------------------------------------------------ template
 
     def protect(self, images: torch.Tensor) -> ProtectionResult:
-        """Protects ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and diagnostics."""
+        """Protects ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and diagnostics.
+
+        The images are float32 or float64 (the result has their dtype); an empty batch gives an
+        empty result.
+
+        Raises:
+            ValueError: for invalid images (:func:`check_images`), or images the model cannot
+                take (e.g. too small for its downsampling).
+        """
         self._check(images)
+        if not len(images):
+            return self._empty_result(images)
         reference = self._reference(images)
         return self.finish(self._protect(images, reference), reference)
 
     @torch.no_grad()
     def _reference(self, images: torch.Tensor) -> torch.Tensor | None:
-        """``(B, D)`` features of the original ``images``, or None without a model."""
-        return None if self.model is None else self.model(images)
+        """``(B, D)`` features of the original ``images``, or None without a model.
+
+        Raises:
+            ValueError: when the model fails on the batch (a ``RuntimeError`` of its forward,
+                e.g. a pooling layer on images too small for it), naming the model and size.
+        """
+        if self.model is None:
+            return None
+        try:
+            return self.model(images)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except RuntimeError as error:
+            raise ValueError(_model_failure(self.model, images, error)) from error
+
+    def _empty_result(self, images: torch.Tensor) -> ProtectionResult:
+        """The result of an empty batch: no image, and each diagnostic the protector reports
+        (``distance`` with a model, ``constraint_met`` where it has limits) of shape ``(0,)``."""
+        if self.model is None:
+            return ProtectionResult(images.clone())
+        distance = images.new_zeros(0)
+        met = None
+        if self._limits(images.new_zeros(0, 1)) is not None:
+            met = torch.zeros(0, dtype=torch.bool, device=images.device)
+        return ProtectionResult(images.clone(), distance, met)
 
     @torch.no_grad()
     def finish(self, draft: ProtectionResult | torch.Tensor,
@@ -223,6 +256,16 @@ class Protector:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({params})"
+
+
+def _model_failure(model: torch.nn.Module, images: torch.Tensor, error: RuntimeError) -> str:
+    """The message of a model that failed on a batch: which model, which images, why."""
+    name = getattr(model, "name", type(model).__name__)
+    height, width = images.shape[-2:]
+    return (f"The authorised model {name!r} failed on {len(images)} image(s) of {height}x{width} "
+            f"({images.dtype}, {images.device}): {error}. Re-ID backbones downsample 16-32x, so "
+            f"images far below their input size (typically 256x128 or 128x64) fail this way; "
+            f"resize them to the model's input size.")
 
 
 def _field_names(params: Any) -> set[str]:

@@ -16,24 +16,51 @@ from ..io import quantize
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: dtypes the protectors accept: they optimise in the input's dtype (the model runs in its own).
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
 def check_images(images: torch.Tensor) -> None:
     """Validates a batch of pixel images at a public boundary.
 
+    Half precision is refused rather than converted: the protectors optimise in the input's
+    dtype, and half precision is too coarse for it. Its spacing near 1 (float16 1e-3, bfloat16
+    8e-3) is of the order of PixelFade's step size 0.01, and it misses the 8-bit grid (``k / 255``
+    is off by up to 0.06 of a level in float16, 0.5 in bfloat16, against 1e-5 in float32), so
+    the returned image would not be exactly the stored one. Convert with ``images.float()``.
+
     Args:
-        images: expected ``(B, 3, H, W)`` float pixels in [0, 1].
+        images: expected ``(B, 3, H, W)`` float32 or float64 pixels in [0, 1] (any B, even 0).
 
     Raises:
-        ValueError: for another shape, a non-float dtype or values outside [0, 1] (the message
-            gives what was found).
+        ValueError: for another shape, another dtype, NaN or infinite values, or values outside
+            [0, 1] (the message gives what was found).
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"Expected images of shape (B, 3, H, W), got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"Expected float images in [0, 1], got dtype {images.dtype}")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
+    _check_dtype(images.dtype)
+    if not images.numel():
+        return
+    finite = torch.isfinite(images)
+    if not finite.all():
+        nan = int(images.isnan().sum())
+        raise ValueError(f"Expected finite pixel values in [0, 1], got {nan} NaN and "
+                         f"{int((~finite).sum()) - nan} infinite value(s)")
+    if images.min() < 0 or images.max() > 1:
         raise ValueError(f"Expected pixel values in [0, 1], got [{images.min():.3f}, "
                          f"{images.max():.3f}]")
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype in SUPPORTED_DTYPES:
+        return
+    if dtype.is_floating_point:
+        hint = "images.float() (half precision is too coarse for the steps and the 8-bit grid)"
+    else:
+        hint = "images.float() / 255 for 8-bit images"
+    raise ValueError(f"Expected float32 or float64 images in [0, 1], got dtype {dtype}; "
+                     f"convert with {hint}")
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:

@@ -17,6 +17,7 @@ record) and the config module are all derived from it::
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import operator
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -56,11 +57,50 @@ class HyperParameters:
     def _validate(self) -> None:
         """Checks choices and ranges; raises ``ValueError`` naming the field."""
 
+    def _check_range(self, name: str, low: float | None = None, high: float | None = None, *,
+                     low_open: bool = False, high_open: bool = False) -> None:
+        """Checks that field ``name`` lies in a range; None (an unset optional field) passes.
+
+        Args:
+            name: the field.
+            low: lower bound, inclusive unless ``low_open`` (None: unbounded).
+            high: upper bound, inclusive unless ``high_open`` (None: unbounded).
+            low_open: exclude ``low`` itself.
+            high_open: exclude ``high`` itself.
+
+        Raises:
+            ValueError: naming the class, the field and the accepted range, for a value outside
+                it or NaN (every comparison with NaN is false).
+            TypeError: for a value that is not a real number.
+        """
+        value = getattr(self, name)
+        if value is None:
+            return
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"{type(self).__name__}.{name} must be a number, got {value!r}")
+        above = low is None or (value > low if low_open else value >= low)
+        below = high is None or (value < high if high_open else value <= high)
+        if not (above and below):
+            accepted = _range_text(name, low, high, low_open, high_open)
+            raise ValueError(f"{type(self).__name__}: need {accepted}, got {value!r}")
+
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     """Raises ``ValueError`` naming ``name`` and the valid choices when ``value`` is not one."""
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {tuple(choices)}")
+
+
+def _range_text(name: str, low: float | None, high: float | None, low_open: bool,
+                high_open: bool) -> str:
+    """``'0 <= momentum < 1'``, ``'eps >= 0'``, ``'decay <= 1'``: a range as an inequality."""
+    low_text = None if low is None else f"{low:g} {'<' if low_open else '<='} "
+    high_text = None if high is None else f" {'<' if high_open else '<='} {high:g}"
+    if low_text and high_text:
+        return f"{low_text}{name}{high_text}"
+    if low_text:
+        return f"{name} {'>' if low_open else '>='} {low:g}"
+    return f"{name}{high_text}"
 
 
 def make_params(params_cls: type[T], kwargs: dict, owner: str) -> T:

@@ -43,23 +43,25 @@ class PixelFadeParams(HyperParameters):
     steps: int = hparam(100, "T, total optimisation steps (>= 1).")
     warmup_steps: int = hparam(5, "steps that replace whatever the constraint says (one cycle "
                                   "when = num_masks; >= 0). Step 0 follows the untouched "
-                                  "image's check d = 0 <= eps, so with 0 it still replaces for "
-                                  "any eps >= 0, as the official loop (its constraint flag "
-                                  "starts true) and paper Alg. 1 (L_f(x) = 0 < eps) do; a "
-                                  "negative eps turns the step-0 replacement off.")
+                                  "image's check d = 0 <= eps, which always holds (eps >= 0), "
+                                  "so with 0 step 0 still replaces, as the official loop (its "
+                                  "constraint flag starts true) and paper Alg. 1 "
+                                  "(L_f(x) = 0 < eps) do.")
     num_masks: int = hparam(5, "I, number of disjoint masks (>= 1).")
-    eps: float = hparam(0.03, "constraint bound on the feature distance.")
+    eps: float = hparam(0.03, "constraint bound on the feature distance (>= 0; inf: always "
+                        "met).")
     eps_mode: str = hparam("absolute", "'absolute': eps bounds the distance itself (paper, "
                            "official); 'relative': eps is a fraction of the original feature's "
                            "mean square (mean(f(x)^2), or its sum for loss_reduction='sum'), "
                            "one value for any backbone.")
-    momentum: float = hparam(0.6, "alpha, momentum of the normalised gradient.")
-    beta: float = hparam(0.01, "CO step size where the constraint holds (normalised units).")
+    momentum: float = hparam(0.6, "alpha, momentum of the normalised gradient, in [0, 1).")
+    beta: float = hparam(0.01, "CO step size where the constraint holds (normalised units; "
+                         ">= 0).")
     beta_temp: float = hparam(0.04, "CO step size where it does not (official code; set = beta "
-                              "for the paper).")
+                              "for the paper; >= 0).")
     no_replace_last: int = hparam(5, "no replacement in the last steps (official rule: the "
                                   "constraint state is forced to 'violated' from step "
-                                  "T - no_replace_last on).")
+                                  "T - no_replace_last on; >= 0).")
     loss_reduction: str = hparam("mean", "'mean' over feature dimensions (MSE, official) or "
                                  "'sum' (the paper's squared L2 distance). Either way the "
                                  "gradient is that of the batch mean of the per-image "
@@ -90,13 +92,14 @@ class PixelFadeParams(HyperParameters):
                          "'zeros' (the mean colour), 'other' (another image of the batch), "
                          "'contrastive' (each value's farthest valid value).")
     noise_weight: float = hparam(1.0, "w of paper Table 3: the noise target becomes "
-                                 "(1 - w) x + w eta.")
+                                 "(1 - w) x + w eta; in [0, 1].")
     replacement: str = hparam("replace", "replacement strategy (paper Fig. 4): 'replace' (PRO "
                               "writes the target), 'perturb' (PRO adds perturb_amplitude * eta "
                               "to the masked values), 'l1' (no PRO; CO minimises "
                               "d + l1_weight * mean|x_p - target|).")
-    perturb_amplitude: float = hparam(0.5, "a of the 'perturb' strategy (normalised units).")
-    l1_weight: float = hparam(1.0, "w of the 'l1' strategy.")
+    perturb_amplitude: float = hparam(0.5, "a of the 'perturb' strategy (normalised units; "
+                                      ">= 0).")
+    l1_weight: float = hparam(1.0, "w of the 'l1' strategy (>= 0).")
 
     def _validate(self) -> None:
         check_choice("eps_mode", self.eps_mode, ("absolute", "relative"))
@@ -107,9 +110,12 @@ class PixelFadeParams(HyperParameters):
         check_choice("clamp", self.clamp, ("valid", "batch"))
         check_choice("target", self.target, tuple(TARGETS))
         check_choice("replacement", self.replacement, tuple(REPLACEMENTS))
-        if self.steps < 1 or self.num_masks < 1 or self.warmup_steps < 0:
-            raise ValueError(f"Need steps >= 1, num_masks >= 1, warmup_steps >= 0; got "
-                             f"{self.steps}, {self.num_masks}, {self.warmup_steps}")
+        for name, low in (("steps", 1), ("num_masks", 1), ("warmup_steps", 0),
+                          ("no_replace_last", 0), ("eps", 0), ("beta", 0), ("beta_temp", 0),
+                          ("perturb_amplitude", 0), ("l1_weight", 0)):
+            self._check_range(name, low)
+        self._check_range("momentum", 0, 1, high_open=True)
+        self._check_range("noise_weight", 0, 1)
 
 
 @dataclasses.dataclass
@@ -189,11 +195,19 @@ class PixelFade(Protector):
         if masks is not None:
             mask_ids = mask_ids_from_masks(masks, images.shape, self.params.num_masks)
             mask_ids = mask_ids.to(images.device)
+        if not len(images):
+            return self._empty_result(images)
         reference = self._reference(images)
         return self.finish(self._fade(images, reference, noise, mask_ids), reference)
 
     def _protect(self, images: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
         return self._fade(images, reference)
+
+    def _empty_result(self, images: torch.Tensor) -> ProtectionResult:
+        """That of the base class, with an empty ``replaced_fraction`` (float32, as always)."""
+        result = super()._empty_result(images)
+        result.replaced_fraction = torch.zeros(0, device=images.device)
+        return result
 
     def _fade(self, images: torch.Tensor, reference: torch.Tensor,
               noise: torch.Tensor | None = None,

@@ -6,6 +6,7 @@ Pure functions with thin protector wrappers. Sizes follow PrivacyReID's baseline
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -82,9 +83,12 @@ class IdentityParams(HyperParameters):
 class BlurParams(HyperParameters):
     """Hyper-parameters of :class:`Blur`."""
 
-    sigma: float | None = hparam(None, "Gaussian standard deviation in pixels; None: 12 px at "
-                                 "height 256, scaled with the image height.")
+    sigma: float | None = hparam(None, "Gaussian standard deviation in pixels (> 0); None: 12 "
+                                 "px at height 256, scaled with the image height.")
     quantize: bool = hparam(True, _QUANTIZE_DOC)
+
+    def _validate(self) -> None:
+        self._check_range("sigma", 0, low_open=True)
 
 
 @hyperparameters
@@ -94,6 +98,12 @@ class MosaicParams(HyperParameters):
     cell: int | None = hparam(None, "side of the mosaic cells in pixels (>= 1); None: 24 px at "
                               "height 256, scaled with the image height.")
     quantize: bool = hparam(True, _QUANTIZE_DOC)
+
+    def _validate(self) -> None:
+        if self.cell is not None and not isinstance(self.cell, numbers.Integral):
+            raise ValueError(f"{type(self).__name__}: cell must be an integer >= 1 (pixels), "
+                             f"got {self.cell!r}")
+        self._check_range("cell", 1)
 
 
 @register_protector("identity")
