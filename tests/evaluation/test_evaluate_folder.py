@@ -40,7 +40,8 @@ def test_results_schema_and_markdown(tiny_records, random_model, tmp_path):
     assert set(results["protection"]) == {"name", "steps", "constraint_met_fraction",
                                           "seconds_per_image"}
     assert results["protection"]["steps"] == 3 and results["privacy"]["ssim"] < 0.2
-    assert results["dataset"] == "synthetic" and results["model"] == "tiny"
+    # the folder's dataset; the model that extracted the features (not the folder's label)
+    assert results["dataset"] == "synthetic" and results["model"] == "tiny-random"
     assert "| P2P |" in result.to_markdown() == results_markdown(results)
 
 

@@ -2,6 +2,8 @@
 from .folder import MANIFEST, ProtectedFolder, StoredImage
 from .identity import (ProtectionIdentity, file_sha256, protection_identity, state_dict_sha256,
                        weights_digest)
+from .lock import FolderLockedError
+from .paths import UnsafePathError
 from .records import (ImageRecord, evenly_spaced, first_identities, records_from_dataset,
                       records_from_items)
 from .writer import merge_parts, pending, protect_records
@@ -9,4 +11,4 @@ from .writer import merge_parts, pending, protect_records
 __all__ = ["MANIFEST", "ProtectedFolder", "StoredImage", "ProtectionIdentity", "file_sha256",
            "protection_identity", "state_dict_sha256", "weights_digest", "ImageRecord",
            "evenly_spaced", "first_identities", "records_from_dataset", "records_from_items",
-           "merge_parts", "pending", "protect_records"]
+           "merge_parts", "pending", "protect_records", "FolderLockedError", "UnsafePathError"]

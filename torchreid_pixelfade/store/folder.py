@@ -14,6 +14,13 @@ rewritten after every batch, identity stored as ``settings``) are read as well.
 
 Evaluation, the evaluation hook, the protected dataset, the recovery attack, the report and the
 demo read folders only through :class:`ProtectedFolder`.
+
+A folder is untrusted input: :meth:`ProtectedFolder.open` refuses image keys and sources that are
+absolute, hold ``..`` or NUL, and a source root that is relative or a file-system root;
+:meth:`~ProtectedFolder.protected_path` and :meth:`~ProtectedFolder.original_path` resolve links
+and refuse a path that ends outside the folder or the source root (see :mod:`.paths`). Each entry
+written by this version records its PNG's size and SHA-256 (``png_bytes``, ``png_sha256``), which
+a resuming run checks before it keeps the file.
 """
 from __future__ import annotations
 
@@ -27,8 +34,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import load_images
-from .identity import ProtectionIdentity
+from ..io import ImageReadError, load_images, read_image
+from .identity import ProtectionIdentity, file_sha256
+from .paths import check_relative, check_root, confined
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class StoredImage:
         constraint_met: whether the distance is within the protector's bound (None if n/a).
         replaced_fraction: fraction of values replaced at least once (None if n/a).
         seconds: protection time of the image's batch divided by its size.
+        png_sha256, png_bytes: SHA-256 and size of the PNG file as written (None in folders
+            written before they were recorded).
     """
 
     key: str
@@ -66,6 +76,8 @@ class StoredImage:
     constraint_met: bool | None = None
     replaced_fraction: float | None = None
     seconds: float | None = None
+    png_sha256: str | None = None
+    png_bytes: int | None = None
 
     def to_dict(self) -> dict:
         """The manifest entry (the key is the entry's name, not repeated inside)."""
@@ -74,9 +86,22 @@ class StoredImage:
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
-    def from_dict(cls, key: str, data: dict) -> "StoredImage":
+    def from_dict(cls, key: str, data: dict, where: str = "manifest") -> "StoredImage":
+        """Reads one manifest entry, refusing paths that would leave the folder or source root.
+
+        Raises:
+            ValueError: naming ``where`` and the entry, for an unsafe path or a malformed entry.
+        """
+        where = f"{where}, image {key!r}"
+        check_relative(key, f"{where}: key")
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: malformed manifest entry (not a JSON object)")
+        check_relative(data.get("source"), f"{where}: source")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(key=key, **{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(key=key, **{k: v for k, v in data.items() if k in known})
+        except TypeError as error:
+            raise ValueError(f"{where}: malformed manifest entry ({error})") from error
 
 
 class ProtectedFolder:
@@ -99,7 +124,7 @@ class ProtectedFolder:
         self.identity = identity
         self.source_root = source_root
         self.images = dict(images or {})
-        self.skipped = list(skipped)
+        self.skipped = skipped
         self._legacy_seconds = legacy_seconds
 
     # ------------------------------------------------------------------ opening
@@ -112,43 +137,92 @@ class ProtectedFolder:
             glob.glob(os.path.join(path, PART_PATTERN)))
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ProtectedFolder":
+    def open(cls, path: str | os.PathLike, source_root: str | os.PathLike | None = None
+             ) -> "ProtectedFolder":
         """Reads the manifest of ``path`` and any parts an unfinished run left.
+
+        Args:
+            path: the folder.
+            source_root: the folder the originals are read from, instead of the one the manifest
+                records (for a folder from elsewhere, or whose dataset moved).
 
         Raises:
             FileNotFoundError: if ``path`` holds no manifest.
-            ValueError: for a corrupt manifest (the file and the problem are named).
+            ValueError: for a corrupt manifest, or one naming a path outside the folder or the
+                source root (the file, the entry and the problem are named).
         """
         path = os.fspath(path)
         manifest_path = os.path.join(path, MANIFEST)
         if not os.path.exists(manifest_path):
             raise FileNotFoundError(f"{manifest_path}: no manifest; point at a folder written "
                                     "by `protect`")
-        folder = cls._from_manifest(path, _read_json(manifest_path))
+        if source_root is not None:
+            source_root = check_root(os.path.abspath(os.path.expanduser(os.fspath(source_root))),
+                                     "source_root override")
+        folder = cls._from_manifest(path, _read_json(manifest_path), source_root)
         for part in sorted(glob.glob(os.path.join(path, PART_PATTERN))):
-            for record in _read_lines(part):
-                folder.add(record)
+            for number, record in _read_lines(part):
+                folder.add(record, f"{part}, line {number}")
         return folder
 
     @classmethod
-    def _from_manifest(cls, path: str, data: dict) -> "ProtectedFolder":
+    def _from_manifest(cls, path: str, data: dict, source_root: str | None = None
+                       ) -> "ProtectedFolder":
         where = os.path.join(path, MANIFEST)
         identity = data.get("identity", data.get("settings"))  # format 1 says "settings"
         if not isinstance(identity, dict) or "source_root" not in data:
             raise ValueError(f"{where}: not a protected-folder manifest (no identity/source_root)")
+        if source_root is None:
+            source_root = check_root(data["source_root"], f"{where}: source_root")
+        images, skipped = data.get("images", {}), data.get("skipped", [])
+        if not isinstance(images, dict) or not isinstance(skipped, list):
+            raise ValueError(f"{where}: malformed manifest (images or skipped of a wrong type)")
         try:
-            images = {k: StoredImage.from_dict(k, e) for k, e in data.get("images", {}).items()}
-            return cls(path, ProtectionIdentity.from_dict(identity), data["source_root"], images,
-                       data.get("skipped", []), data.get("seconds"))
+            identity = ProtectionIdentity.from_dict(identity)
         except (TypeError, AttributeError) as error:
             raise ValueError(f"{where}: malformed manifest ({error})") from error
+        folder = cls(path, identity, source_root, legacy_seconds=data.get("seconds"))
+        folder.add({"images": images, "skipped": skipped}, where)
+        return folder
 
-    def add(self, record: dict) -> None:
-        """Adds one batch record of a part file (idempotent)."""
-        for key, entry in record.get("images", {}).items():
-            self.images[key] = StoredImage.from_dict(key, entry)
-        known = {item["source"] for item in self.skipped}
-        self.skipped += [s for s in record.get("skipped", []) if s["source"] not in known]
+    @property
+    def skipped(self) -> list[dict]:
+        """``[{'source': ..., 'error': ...}]`` inputs that could not be read."""
+        return list(self._skipped.values())
+
+    @skipped.setter
+    def skipped(self, items: Sequence[dict]) -> None:
+        self._skipped = {item["source"]: item for item in items}
+
+    def add(self, record: dict, where: str = "manifest part") -> None:
+        """Adds one batch record of a part file (idempotent; a later record about a source wins:
+        an image replaces its source's skip, a skip drops the source's image).
+
+        Raises:
+            ValueError: naming ``where``, for a malformed record or an unsafe path.
+        """
+        images, skipped = record.get("images", {}), record.get("skipped", [])
+        if not isinstance(images, dict) or not isinstance(skipped, list):
+            raise ValueError(f"{where}: malformed manifest record")
+        for key, entry in images.items():
+            image = StoredImage.from_dict(key, entry, where)
+            self._skipped.pop(image.source, None)
+            self.images[key] = image
+        if skipped:
+            self._add_skipped(skipped, where)
+
+    def _add_skipped(self, skipped: list, where: str) -> None:
+        keys_of = {}
+        for key, image in self.images.items():
+            keys_of.setdefault(image.source, []).append(key)
+        for item in skipped:
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}: malformed skipped entry {item!r}")
+            source = check_relative(item.get("source"), f"{where}: skipped source")
+            for key in keys_of.pop(source, []):
+                del self.images[key]
+            self._skipped.pop(source, None)
+            self._skipped[source] = item
 
     def to_manifest(self) -> dict:
         """The merged ``manifest.json`` content (format 2)."""
@@ -170,12 +244,45 @@ class ProtectedFolder:
                 if split is None or self.images[k].split == split]
 
     def protected_path(self, image: StoredImage) -> str:
-        """Path of a stored PNG."""
-        return os.path.join(self.path, image.key)
+        """Path of a stored PNG.
+
+        Raises:
+            ValueError: if it resolves (links followed) outside the folder.
+        """
+        return confined(self.path, image.key, self._where(image), "the folder")
 
     def original_path(self, image: StoredImage) -> str:
-        """Path of the original a stored image was made from."""
-        return os.path.join(self.source_root, image.source)
+        """Path of the original a stored image was made from.
+
+        Raises:
+            ValueError: if it resolves (links followed) outside the source root.
+        """
+        return confined(self.source_root, image.source, self._where(image), "the source root")
+
+    def stored_problem(self, image: StoredImage) -> str | None:
+        """What is wrong with a stored PNG, or None if it is as written.
+
+        A file with a recorded hash must have that size and SHA-256; one of an older folder
+        without a hash must decode.
+        """
+        path = self.protected_path(image)
+        if not os.path.isfile(path):
+            return "missing"
+        if image.png_sha256 is None:
+            try:
+                read_image(path)
+            except ImageReadError as error:
+                return f"unreadable ({error})"
+            return None
+        size = os.path.getsize(path)
+        if image.png_bytes is not None and size != image.png_bytes:
+            return f"{size} bytes, {image.png_bytes} were written"
+        if file_sha256(path) != image.png_sha256:
+            return "its SHA-256 differs from the one recorded when it was written"
+        return None
+
+    def _where(self, image: StoredImage) -> str:
+        return f"{os.path.join(self.path, MANIFEST)}, image {image.key!r}"
 
     def pairs(self, split: str | None = None) -> tuple[list[str], list[str]]:
         """``(protected paths, original paths)`` of ``split``, in :meth:`entries` order."""
@@ -234,9 +341,9 @@ def _read_json(path: str) -> dict:
     return data
 
 
-def _read_lines(path: str) -> list[dict]:
-    """Batch records of a part file; a last line cut short by an interruption is ignored (its
-    images are protected again), a damaged line elsewhere is an error."""
+def _read_lines(path: str) -> list[tuple[int, dict]]:
+    """``(line number, batch record)`` of a part file; a last line cut short by an interruption
+    is ignored (its images are protected again), a damaged line elsewhere is an error."""
     with open(path) as handle:
         lines = handle.read().split("\n")
     records = []
@@ -244,10 +351,13 @@ def _read_lines(path: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):  # no newline after it: the write was interrupted
                 logger.warning("%s: ignoring an unfinished last line", path)
                 continue
             raise ValueError(f"{path}, line {number}: corrupt manifest part ({error})") from error
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: corrupt manifest part (not an object)")
+        records.append((number, record))
     return records

@@ -4,34 +4,155 @@ Each finished batch writes its PNG files (atomically) and then appends one JSON 
 manifest part; the parts are merged into ``manifest.json`` at the end. Writing a batch costs the
 batch's own bytes, never a rewrite of the whole manifest, and writers with different ``part``
 names never write the same file.
+
+Before anything is written a run checks that it cannot destroy anything (:func:`check_records`):
+no output path is, or resolves through links to, an input; no output lies outside the output
+folder; and no output would replace a file of the source folder that the folder's manifest does
+not list. A run then holds its part's lock (see :mod:`.lock`) to its end, so a second run of the
+same part is refused at once; it checks or creates the manifest under the folder lock, so a run
+with another identity or source root is refused whatever its part.
+
+Resume: an image is kept only if its entry names the same source and its PNG is as written (size
+and SHA-256, or for older entries without a hash, a PNG that decodes); everything else, inputs
+listed as skipped included, is protected again.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from typing import Iterable, Sequence
 
 import torch
 from tqdm import tqdm
 
-from ..io import ImageReadError, atomic_write_json, load_image_tensor, write_png
+from ..io import ImageReadError, atomic_write_json, load_image_tensor, remove_temp_files, write_png
 from ..protect import Protector
 from .folder import MANIFEST, PART_PATTERN, ProtectedFolder, StoredImage, part_name
 from .identity import ProtectionIdentity
+from .lock import (FOLDER_LOCK, folder_lock, other_writers, part_lock, part_lock_name, try_lock,
+                   unlock)
+from .paths import UnsafePathError, check_relative, check_root, is_inside
 from .records import ImageRecord
 
 logger = logging.getLogger(__name__)
+
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def check_part(part: int | str) -> str:
+    """``part`` as the name of a manifest part (letters, digits, ``_``, ``.``, ``-``).
+
+    Raises:
+        ValueError: for a name that could leave the folder or hide a file.
+    """
+    name = str(part)
+    if not _PART.fullmatch(name):
+        raise ValueError(f"part {name!r}: a manifest part is named with letters, digits, '_', "
+                         "'.' and '-' only")
+    return name
+
+
+# ---------------------------------------------------------------- refusing harmful runs
+
+
+def check_records(records: Sequence[ImageRecord], out_dir: str, source_root: str,
+                  part: int | str = 0) -> None:
+    """Refuses, before anything is written, a run that could overwrite or leave anything.
+
+    Raises:
+        UnsafePathError: for a record path leaving the source root, or an output path leaving
+            ``out_dir`` (links followed).
+        ValueError: if an output would overwrite an input or a file of the source folder that
+            ``out_dir``'s manifest does not list, or two inputs would be stored as one file.
+    """
+    inputs = _check_inputs(records, source_root)
+    real_out, real_root = os.path.realpath(out_dir), os.path.realpath(source_root)
+    outputs = {}
+    for record in records:
+        target = os.path.join(out_dir, record.output_key)
+        if record.output_key in outputs:
+            raise ValueError(f"{outputs[record.output_key]} and {record.path} would both be "
+                             f"stored as {target}; rename one of them")
+        outputs[record.output_key] = record.path
+        _check_output(target, out_dir, real_out, inputs)
+    for name in _own_files(out_dir, part):
+        _check_output(os.path.join(out_dir, name), out_dir, real_out, inputs)
+    _check_source_files(records, out_dir, real_root, source_root)
+
+
+def _check_inputs(records: Sequence[ImageRecord], source_root: str) -> dict[str, str]:
+    """``{resolved input path: input path}``, checking each record against the source root."""
+    real_root = os.path.realpath(source_root)
+    inputs = {}
+    for record in records:
+        where = f"record {record.path}"
+        check_relative(record.relpath, f"{where}: relpath")
+        check_relative(record.output_key, f"{where}: output key")
+        real = os.path.realpath(record.path)
+        if not is_inside(real, real_root):
+            raise UnsafePathError(f"{where}: resolves to {real}, outside the source root "
+                                  f"{real_root}")
+        if os.path.realpath(os.path.join(source_root, record.relpath)) != real:
+            raise ValueError(f"{where}: its relpath {record.relpath!r} does not name it under "
+                             f"the source root {source_root}")
+        inputs[real] = record.path
+    return inputs
+
+
+def _check_output(target: str, out_dir: str, real_out: str, inputs: dict[str, str]) -> None:
+    real = os.path.realpath(target)
+    if real in inputs:
+        raise ValueError(f"writing {target} would overwrite the input {inputs[real]}; choose an "
+                         "output folder outside the dataset folder")
+    if not is_inside(real, real_out):
+        raise UnsafePathError(f"{target} resolves to {real}, outside the output folder "
+                              f"{out_dir}; refusing to write through a link")
+
+
+def _own_files(out_dir: str, part: int | str) -> list[str]:
+    """Names of the files a run writes or removes besides the PNGs (manifest, parts, locks)."""
+    names = [MANIFEST, FOLDER_LOCK, part_name(part), part_lock_name(part)]
+    if os.path.isdir(out_dir):
+        names += [n for n in os.listdir(out_dir) if n.startswith((".lock", "manifest."))]
+    return names
+
+
+def _check_source_files(records: Sequence[ImageRecord], out_dir: str, real_root: str,
+                        source_root: str) -> None:
+    """Refuses outputs that would replace a file of the source folder not listed as ours."""
+    targets = {r.output_key: os.path.join(out_dir, r.output_key) for r in records}
+    in_the_way = [key for key, target in targets.items() if os.path.lexists(target)
+                  and is_inside(os.path.realpath(target), real_root)]
+    if not in_the_way:
+        return
+    listed = set()
+    if os.path.exists(os.path.join(out_dir, MANIFEST)):
+        listed = set(ProtectedFolder.open(out_dir).images)
+    foreign = [key for key in in_the_way if key not in listed]
+    if foreign:
+        raise ValueError(f"the output folder {out_dir} lies in the source folder {source_root} "
+                         f"and already holds {os.path.join(out_dir, foreign[0])} "
+                         f"({len(foreign)} such files), a file its manifest does not list; "
+                         "choose an output folder outside the dataset folder")
+
+
+# ---------------------------------------------------------------- opening and resuming
 
 
 def open_for_writing(out_dir: str, identity: ProtectionIdentity,
                      source_root: str) -> ProtectedFolder:
     """Opens ``out_dir`` to add images made with ``identity``, creating its manifest if needed.
 
+    The caller holds the folder lock (:func:`protect_records` does).
+
     Raises:
-        ValueError: if the folder holds images protected with other settings.
+        ValueError: if the folder holds images protected with other settings or from another
+            source root, or its manifest is corrupt (it is then left as it is).
     """
     os.makedirs(out_dir, exist_ok=True)
     if not ProtectedFolder.exists(out_dir):
@@ -43,14 +164,63 @@ def open_for_writing(out_dir: str, identity: ProtectionIdentity,
         raise ValueError(
             f"{os.path.join(out_dir, MANIFEST)}: this folder holds images protected with other "
             f"settings ({folder.identity.to_dict()}); choose another output folder")
+    if not _same_folder(folder.source_root, source_root):
+        raise ValueError(
+            f"{os.path.join(out_dir, MANIFEST)}: this folder holds images of the source root "
+            f"{folder.source_root}, not of {source_root}; choose another output folder")
     return folder
 
 
+def _same_folder(first: str, second: str) -> bool:
+    return (os.path.normpath(first) == os.path.normpath(second)
+            or os.path.realpath(first) == os.path.realpath(second))
+
+
 def pending(records: Iterable[ImageRecord], folder: ProtectedFolder) -> list[ImageRecord]:
-    """Records not yet protected (no entry or no file) and not listed as skipped."""
-    skipped = {item["source"] for item in folder.skipped}
-    return [r for r in records if r.relpath not in skipped and not (
-        r.output_key in folder.images and os.path.exists(os.path.join(folder.path, r.output_key)))]
+    """Records still to protect: no entry, an entry of another source, or a stored PNG that is
+    not as written (see :meth:`ProtectedFolder.stored_problem`). Inputs listed as skipped are
+    retried."""
+    todo = []
+    for record in records:
+        image = folder.images.get(record.output_key)
+        problem = "not stored" if image is None else (
+            f"made from {image.source}" if image.source != record.relpath
+            else folder.stored_problem(image))
+        if problem:
+            if image is not None:
+                logger.warning("%s: %s; protecting it again",
+                               os.path.join(folder.path, record.output_key), problem)
+            todo.append(record)
+    return todo
+
+
+def _clean_temp_files(out_dir: str, part: str) -> None:
+    """Removes temporary files of interrupted writes, unless another writer is live."""
+    live = other_writers(out_dir, part)
+    if live:
+        logger.debug("%s: not cleaning temporary files while %s are held", out_dir, live)
+        return
+    removed = remove_temp_files(out_dir)
+    if removed:
+        logger.info("%s: removed %d temporary files of an interrupted run", out_dir,
+                    len(removed))
+
+
+def _drop_unfinished_line(path: str) -> None:
+    """Cuts a last line left unfinished by a killed run from this writer's own part, so the
+    lines appended next are not glued to it (readers ignore such a line anyway)."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            logger.warning("%s: dropping an unfinished last line", path)
+            handle.truncate(data.rfind(b"\n") + 1)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+# ---------------------------------------------------------------- the batch loop
 
 
 def _load_batch(records: Sequence[ImageRecord], height: int, width: int, skip_corrupt: bool
@@ -68,7 +238,8 @@ def _load_batch(records: Sequence[ImageRecord], height: int, width: int, skip_co
     return kept, tensors, skipped
 
 
-def _stored_images(records: Sequence[ImageRecord], result, seconds: float) -> list[StoredImage]:
+def _stored_images(records: Sequence[ImageRecord], result, seconds: float,
+                   files: Sequence[bytes]) -> list[StoredImage]:
     def value(tensor, i, cast):
         return None if tensor is None else cast(tensor[i])
 
@@ -76,7 +247,9 @@ def _stored_images(records: Sequence[ImageRecord], result, seconds: float) -> li
                         camid=r.camid, distance=value(result.distance, i, float),
                         constraint_met=value(result.constraint_met, i, bool),
                         replaced_fraction=value(result.replaced_fraction, i, float),
-                        seconds=seconds / len(records))
+                        seconds=seconds / len(records),
+                        png_sha256=hashlib.sha256(files[i]).hexdigest(),
+                        png_bytes=len(files[i]))
             for i, r in enumerate(records)]
 
 
@@ -88,11 +261,51 @@ def _append(path: str, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def merge_parts(folder: ProtectedFolder) -> None:
-    """Writes the folder's merged ``manifest.json`` (atomically), then removes its parts."""
-    atomic_write_json(os.path.join(folder.path, MANIFEST), folder.to_manifest())
-    for part in glob.glob(os.path.join(folder.path, PART_PATTERN)):
-        os.remove(part)
+def _is_news(folder: ProtectedFolder, stored: list, skipped: list[dict]) -> bool:
+    """Whether a batch changes the folder (a skip recorded before, same error, does not)."""
+    known = {item["source"]: item for item in folder.skipped}
+    return bool(stored) or any(known.get(item["source"]) != item for item in skipped)
+
+
+def _protect_batch(protector: Protector, batch: Sequence[ImageRecord], out_dir: str,
+                   identity: ProtectionIdentity, device, skip_corrupt: bool) -> dict:
+    """Protects and stores one batch; its manifest record."""
+    kept, tensors, skipped = _load_batch(batch, identity.height, identity.width, skip_corrupt)
+    stored = []
+    if kept:
+        began = time.perf_counter()
+        result = protector.protect(torch.stack(tensors).to(device))
+        seconds = time.perf_counter() - began
+        files = [write_png(os.path.join(out_dir, record.output_key), image)
+                 for record, image in zip(kept, result.images)]
+        stored = _stored_images(kept, result, seconds, files)
+    return {"images": {s.key: s.to_dict() for s in stored}, "skipped": skipped}
+
+
+def merge_parts(folder: ProtectedFolder, part: int | str | None = None) -> ProtectedFolder:
+    """Merges the folder's manifest and parts, as they are on disk, into ``manifest.json``
+    (atomically), then removes the parts that no live writer appends to.
+
+    Args:
+        folder: the folder.
+        part: the caller's own part (it holds that part's lock), if any.
+
+    Returns:
+        The merged folder.
+    """
+    with folder_lock(folder.path):
+        merged = ProtectedFolder.open(folder.path)
+        atomic_write_json(os.path.join(folder.path, MANIFEST), merged.to_manifest())
+        for path in glob.glob(os.path.join(folder.path, PART_PATTERN)):
+            name = os.path.basename(path)[len("manifest.part-"):-len(".jsonl")]
+            if part is not None and name == str(part):
+                os.remove(path)
+                continue
+            fd = try_lock(os.path.join(folder.path, part_lock_name(name)))
+            if fd is not None:  # no live writer: it can only start after this merge
+                os.remove(path)
+                unlock(fd)
+    return merged
 
 
 def protect_records(protector: Protector, records: Sequence[ImageRecord], out_dir: str,
@@ -110,40 +323,64 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         source_root: the dataset folder the records' relative paths start from.
         batch_size: images per protector call.
         device: where images are protected.
-        skip_corrupt: list unreadable images in the manifest instead of raising.
+        skip_corrupt: list unreadable images in the manifest instead of raising (they are
+            retried by every later run).
         progress: show a tqdm progress bar.
-        part: name of this writer's manifest part.
+        part: name of this writer's manifest part (and lock); writers of different parts may
+            run together.
 
     Raises:
         ImageReadError: for an unreadable image when ``skip_corrupt`` is False.
-        ValueError: if ``out_dir`` holds images protected with other settings.
+        ValueError: if ``out_dir`` holds images protected with other settings or from another
+            source root, its manifest is corrupt, or the run could overwrite an input or a file
+            of the source folder, or write outside ``out_dir`` (see :func:`check_records`).
+        FolderLockedError: if another run is writing the same part of ``out_dir``.
     """
-    folder = open_for_writing(out_dir, identity, source_root)
-    todo = pending(records, folder)
-    if not todo and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
-        return folder  # all done before: nothing is written
+    out_dir, part = os.fspath(out_dir), check_part(part)
+    source_root = check_root(os.path.abspath(os.fspath(source_root)), "source_root")
+    check_records(records, out_dir, source_root, part)
+    os.makedirs(out_dir, exist_ok=True)
+    with part_lock(out_dir, part):
+        with folder_lock(out_dir):
+            folder = open_for_writing(out_dir, identity, source_root)
+            _clean_temp_files(out_dir, part)
+            _drop_unfinished_line(os.path.join(out_dir, part_name(part)))
+        todo = pending(records, folder)
+        if not todo and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
+            return folder  # all done before: nothing is written
+        _log_resume(out_dir, records, todo, folder)
+        wrote = _run_batches(protector, todo, folder, identity, batch_size, device,
+                             skip_corrupt, progress, part)
+        if not wrote and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
+            return folder  # retried inputs failed as before: nothing new to record
+        return merge_parts(folder, part)
+
+
+def _log_resume(out_dir: str, records: Sequence[ImageRecord], todo: Sequence[ImageRecord],
+                folder: ProtectedFolder) -> None:
     if len(todo) < len(records):
         logger.info("%s: %d of %d images already protected, resuming", out_dir,
                     len(records) - len(todo), len(records))
-    part_path = os.path.join(out_dir, part_name(part))
+    retried = {item["source"] for item in folder.skipped} & {r.relpath for r in todo}
+    if retried:
+        logger.info("%s: retrying %d inputs skipped before", out_dir, len(retried))
+
+
+def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: ProtectedFolder,
+                 identity: ProtectionIdentity, batch_size: int, device, skip_corrupt: bool,
+                 progress: bool, part: str) -> bool:
+    """Protects ``todo`` batch by batch; whether any batch record was appended."""
+    wrote = False
+    part_path = os.path.join(folder.path, part_name(part))
     bar = tqdm(total=len(todo), desc=f"protect ({protector.name})", unit="img",
                disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        kept, tensors, skipped = _load_batch(batch, identity.height, identity.width,
-                                             skip_corrupt)
-        stored = []
-        if kept:
-            began = time.perf_counter()
-            result = protector.protect(torch.stack(tensors).to(device))
-            seconds = time.perf_counter() - began
-            for record, image in zip(kept, result.images):
-                write_png(os.path.join(out_dir, record.output_key), image)
-            stored = _stored_images(kept, result, seconds)
-        record = {"images": {s.key: s.to_dict() for s in stored}, "skipped": skipped}
-        _append(part_path, record)
-        folder.add(record)
+        record = _protect_batch(protector, batch, folder.path, identity, device, skip_corrupt)
+        if _is_news(folder, record["images"], record["skipped"]):
+            _append(part_path, record)
+            folder.add(record, part_path)
+            wrote = True
         bar.update(len(batch))
     bar.close()
-    merge_parts(folder)
-    return folder
+    return wrote

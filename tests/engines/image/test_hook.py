@@ -1,5 +1,7 @@
+import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,15 +68,36 @@ def test_pixelfade_p2p_comes_from_stored_images_and_cache_is_reused(datamanager,
     folder = first["protected_dir"]
     manifest = json.loads(open(os.path.join(folder, "manifest.json")).read())
     assert len(manifest["images"]) == 24
+    # replace the stored images (and their recorded hashes, so resume accepts them as stored):
+    # the hook must not protect again, and P2P must follow the files on disk
+    for key, entry in manifest["images"].items():
+        data = write_png(os.path.join(folder, key), torch.zeros(3, 64, 32))
+        entry["png_sha256"], entry["png_bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (Path(folder) / "manifest.json").write_text(json.dumps(manifest))
     mtime = os.stat(os.path.join(folder, "manifest.json")).st_mtime_ns
-    for key in manifest["images"]:  # tamper with the stored images: P2P must follow them
-        write_png(os.path.join(folder, key), torch.zeros(3, 64, 32))
     engine.test(ranks=[1, 5])
     second = engine.pixelfade_results[NAME]
     assert second["protected_dir"] == folder  # same weights and settings: cache hit
     assert os.stat(os.path.join(folder, "manifest.json")).st_mtime_ns == mtime
     assert second["settings"]["O2O"] == first["settings"]["O2O"]
     assert second["settings"]["P2P"] != first["settings"]["P2P"]
+
+
+def test_damaged_cache_files_are_protected_again(datamanager, tmp_path):
+    engine = enable_pixelfade(make_engine(datamanager), protector="pixelfade",
+                              protector_kwargs={"steps": 3, "seed": 0}, cache_dir=str(tmp_path))
+    engine.test(ranks=[1])
+    first = engine.pixelfade_results[NAME]
+    key = next(iter(json.loads(open(os.path.join(first["protected_dir"],
+                                                     "manifest.json")).read())["images"]))
+    path = os.path.join(first["protected_dir"], key)
+    zeros = write_png(path, torch.zeros(3, 64, 32))  # damaged behind the manifest's back
+    engine.test(ranks=[1])
+    redone = open(path, "rb").read()
+    entry = json.loads(open(os.path.join(first["protected_dir"],
+                                         "manifest.json")).read())["images"][key]
+    assert redone != zeros and entry["png_sha256"] == hashlib.sha256(redone).hexdigest()
+    assert engine.pixelfade_results[NAME]["settings"]["O2O"] == first["settings"]["O2O"]
 
 
 def test_changed_weights_protect_again(datamanager, tmp_path):

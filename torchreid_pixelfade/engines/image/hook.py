@@ -136,7 +136,8 @@ class PixelFadeEvalMixin:
             protector = build_protector(options.protector, model, **options.protector_kwargs)
             identity = protection_identity(protector, model, self.model, height, width,
                                            dataset_name)
-            out_dir = os.path.join(options.cache_dir, dataset_name, identity.key())
+            sides = "+".join(side for side in ("query", "gallery") if side in options.protect)
+            out_dir = os.path.join(options.cache_dir, dataset_name, f"{identity.key()}-{sides}")
             source_root, records = records_from_items(
                 {side: loaders[side].dataset.data for side in options.protect})
             logger.info("%s: protecting %d images with %r into %s", dataset_name, len(records),
