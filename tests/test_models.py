@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from torchreid_pixelfade.store import file_sha256
 from torchreid_pixelfade.models import (AuthorizedModel, build_reid_model, eval_mode,
@@ -153,3 +154,13 @@ def test_authorized_model_runs_in_its_own_dtype_and_returns_the_inputs():
     pixels = x.double().requires_grad_(True)
     model(pixels).sum().backward()
     assert pixels.grad.dtype == torch.float64
+
+
+@pytest.mark.parametrize("key", ["state_dict", "net", "model"])
+def test_checkpoint_containers_of_torchreid_agw_and_irra_load(key, tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    torch.save({key: net.state_dict(), "epoch": 3}, tmp_path / "c.pth")
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    load_weights(other, tmp_path / "c.pth")
+    assert torch.equal(other[0].weight, net[0].weight)

@@ -148,9 +148,15 @@ def read_checkpoint(path: str) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+#: Keys under which checkpoints keep their state dict: torchreid, AGW (``{'net': ...}``), IRRA.
+CHECKPOINT_KEYS = ("state_dict", "net", "model")
+
+
 def _state_dict_of(checkpoint: object, path: str) -> dict:
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        checkpoint = checkpoint["state_dict"]
+    for key in CHECKPOINT_KEYS:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: expected a state dict or a torchreid checkpoint, "
                          f"got {type(checkpoint).__name__}")
