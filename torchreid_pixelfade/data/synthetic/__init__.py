@@ -19,6 +19,10 @@ Modules, one job each:
 * :mod:`.market1501`: the idempotent Market-1501 layout writer
   (:func:`make_synthetic_market1501`).
 * :mod:`.images`: images as a tensor (:func:`make_synthetic_images`).
+* :mod:`.thermal`: the same label map through a temperature lookup (skin hot, clothing by
+  thickness, cool background), grey in three channels (:func:`render_thermal`).
+* :mod:`.sysu_regdb`: SYSU-MM01 and RegDB layout writers (:func:`make_synthetic_sysu_mm01`,
+  :func:`make_synthetic_regdb`).
 
 All randomness comes from local :class:`numpy.random.Generator` objects seeded from the config
 seed; the global numpy / Python / torch RNGs are never touched, so the output is byte-identical
@@ -55,7 +59,17 @@ from .render import (
     render_person,
 )
 
+from .sysu_regdb import (REGDB_DATASET_DIR, SYSU_DATASET_DIR, VI_GENERATOR_VERSION,
+                         SyntheticRegDBConfig, SyntheticSysuConfig, make_synthetic_regdb,
+                         make_synthetic_sysu_mm01)
+from .thermal import (ThermalCameraStyle, ThermalIdentity, render_thermal, sample_thermal_camera,
+                      sample_thermal_identity, thermal_palette)
+
 __all__ = [
+    "REGDB_DATASET_DIR", "SYSU_DATASET_DIR", "VI_GENERATOR_VERSION", "SyntheticRegDBConfig",
+    "SyntheticSysuConfig", "make_synthetic_regdb", "make_synthetic_sysu_mm01",
+    "ThermalCameraStyle", "ThermalIdentity", "render_thermal", "sample_thermal_camera",
+    "sample_thermal_identity", "thermal_palette",
     "SyntheticConfig",
     "PersonIdentity",
     "CameraStyle",

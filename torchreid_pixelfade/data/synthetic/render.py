@@ -58,7 +58,7 @@ LABEL_BAG = 7
 # 0.64 wide with the body axis in the middle.
 _CANVAS_HEIGHT = 1.06
 _CANVAS_WIDTH = 0.64
-_CANVAS_TOP_MARGIN = 0.03
+CANVAS_TOP_MARGIN = 0.03
 
 Point = tuple[float, float]
 
@@ -206,7 +206,7 @@ class _LabelCanvas:
     def __init__(self, unit: float) -> None:
         self.unit = unit
         height, width = label_canvas_size(unit)
-        self.origin = (width / 2.0, _CANVAS_TOP_MARGIN * unit)
+        self.origin = (width / 2.0, CANVAS_TOP_MARGIN * unit)
         self.image = Image.new("L", (width, height), LABEL_TRANSPARENT)
         self.draw = ImageDraw.Draw(self.image)
 
@@ -521,11 +521,11 @@ def _person_layer(
     ph = max(1, int(round(ch * k)))
     person = Image.frombytes("RGBa", (cw, ch), rgba.tobytes())
     person = person.resize((pw, ph), Image.Resampling.BOX)
-    feet_in = (_CANVAS_TOP_MARGIN + 1.0) * unit * k  # soles in the resized person image
-    return _place_person(person, camera, rng, scale, feet_in, height, width)
+    feet_in = (CANVAS_TOP_MARGIN + 1.0) * unit * k  # soles in the resized person image
+    return place_person(person, camera, rng, scale, feet_in, height, width)
 
 
-def _place_person(
+def place_person(
     person: Image.Image,
     camera: CameraStyle,
     rng: np.random.Generator,
