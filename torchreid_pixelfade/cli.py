@@ -51,7 +51,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .workflows import evaluate_folder
 
     evaluate_folder(C.config_from_args(args), args.weights, args.protected, args.json,
-                    args.device, allow_other_weights=args.allow_other_weights)
+                    args.device, allow_other_weights=args.allow_other_weights,
+                    source_root=args.source_root)
     return 0
 
 
@@ -120,6 +121,9 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-other-weights", action="store_true",
                           help="evaluate with another model or weights than the folder was "
                                "protected with (refused by default)")
+    evaluate.add_argument("--source-root", default=None,
+                          help="folder of the original images, instead of the one the manifest "
+                               "records (e.g. for a folder protected on another machine)")
     return evaluate
 
 

@@ -139,13 +139,15 @@ def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> 
 
 
 def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
-                    device: str | torch.device = "cpu", allow_other_weights: bool = False):
+                    device: str | torch.device = "cpu", allow_other_weights: bool = False,
+                    source_root: str | None = None):
     """Evaluates a protected folder with ``cfg``'s test options; writes ``json_path`` and a
     markdown table beside it when given.
 
     The model and weights must be the ones the folder was protected with (see
     :func:`check_same_model`) unless ``allow_other_weights``; results are always labelled with
-    the model and weights actually used.
+    the model and weights actually used. ``source_root`` replaces the originals' folder the
+    manifest records (a folder from elsewhere is untrusted: its paths stay confined either way).
 
     Returns:
         The :class:`~torchreid_pixelfade.evaluation.EvaluationResult`.
@@ -153,7 +155,7 @@ def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = N
     from .evaluation import evaluate_folder as evaluate
     from .store import file_sha256
 
-    folder = ProtectedFolder.open(protected)
+    folder = ProtectedFolder.open(protected, source_root=source_root)
     if allow_other_weights:
         logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
                        "protected with (%s)", protected, cfg.model.name, weights,
