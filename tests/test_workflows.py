@@ -67,7 +67,30 @@ def test_unreadable_dataset_names_the_folder(tiny_market, tmp_path):
     shutil.copytree(tiny_market, root)
     query = next(p for p in root.rglob("query") if p.is_dir())
     (query / "not_a_market_name.jpg").write_bytes(next(query.glob("*.jpg")).read_bytes())
-    with pytest.raises(ValueError, match="cannot be read by torchreid"):
+    with pytest.raises(ValueError, match="not_a_market_name.jpg: not a Market-1501 file name"):
+        dataset_records(tiny_config(str(root)))
+
+
+@pytest.mark.parametrize("name, message", [("0002_c9s1_000001_00.jpg", "camera 9"),
+                                           ("1602_c1s1_000001_00.jpg", "identity 1602")])
+def test_out_of_range_labels_name_the_file(tiny_market, tmp_path, name, message):
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(tiny_market, root)
+    query = next(p for p in root.rglob("query") if p.is_dir())
+    (query / name).write_bytes(next(query.glob("*.jpg")).read_bytes())
+    with pytest.raises(ValueError, match=f"{name}: {message}"):
+        dataset_records(tiny_config(str(root)))
+
+
+def test_an_empty_split_folder_is_named(tiny_market, tmp_path):
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(tiny_market, root)
+    train = next(p for p in root.rglob("bounding_box_train") if p.is_dir())
+    for image in train.glob("*.jpg"):
+        image.unlink()
+    with pytest.raises(ValueError, match="bounding_box_train: no .jpg images"):
         dataset_records(tiny_config(str(root)))
 
 

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from . import config as C
+from .data.layouts import check_dataset
 from .io import atomic_write_bytes, atomic_write_json
 from .models import AuthorizedModel, build_reid_model, load_weights
 from .protect import build_protector
@@ -81,6 +82,7 @@ def dataset_records(cfg, splits: Sequence[str] = ("query", "gallery")
         raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
     name = cfg.data.targets[0]
     check_dataset_folders(cfg.data.root, [name])
+    check_dataset(name, cfg.data.root)
     try:
         dataset = tr.data.datasets.init_image_dataset(name, **C.dataset_kwargs(cfg),
                                                       mode="query", verbose=False)
@@ -208,8 +210,10 @@ def run(cfg, device: str | torch.device = "cpu"):
     from .engines.image.training import build_training
 
     register_datasets()  # protected folders as sources/targets: `pixelfade_protected`
-    check_dataset_folders(cfg.data.root, list(dict.fromkeys([*cfg.data.sources,
-                                                             *cfg.data.targets])))
+    names = list(dict.fromkeys([*cfg.data.sources, *cfg.data.targets]))
+    check_dataset_folders(cfg.data.root, names)
+    for name in names:
+        check_dataset(name, cfg.data.root)
     use_gpu = torch.device(device).type == "cuda"
     data_kwargs = C.imagedata_kwargs(cfg, use_gpu=use_gpu)
     data_kwargs["transforms"], per_image = split_transform_names(cfg.data.transforms)
