@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from . import config as C
+from . import distributed
 from .data.layouts import check_dataset
 from .io import atomic_write_bytes, atomic_write_json
 from .models import AuthorizedModel, build_reid_model, load_weights
@@ -98,25 +99,35 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
                     limit: int | None = None, max_ids: int | None = None) -> ProtectedFolder:
     """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``.
 
+    Under torchrun each rank protects a disjoint shard of the images on its own device into its
+    own manifest part; the folder is complete and merged when every rank has returned.
+
     Args:
         limit: keep at most that many images per split (evenly spaced), e.g. an attacker's subset.
         max_ids: keep the images of the first identities only (a query/gallery subset).
 
     Returns:
-        The protected folder.
+        The protected folder (on every rank: as merged when this rank finished).
     """
     name = cfg.data.targets[0]
     C.check_run_options(cfg)
+    context = distributed.context_from_env()
+    device = distributed.rank_device(context, device)
     source_root, records = dataset_records(cfg, splits)
     records = evenly_spaced(first_identities(records, max_ids), limit)
     model = build_authorized_model(cfg, weights, device)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
-    logger.info("protecting %d images of %s with %r", len(records), name, protector)
     identity = protection_identity(protector, model, weights, cfg.data.height, cfg.data.width,
                                    name)
-    return protect_records(protector, records, out_dir, identity, source_root,
-                           batch_size=cfg.pixelfade.batch_size, device=device,
-                           skip_corrupt=cfg.pixelfade.skip_corrupt, progress=progress)
+    shard = distributed.shard(records, context)
+    logger.info("protecting %d of %d images of %s with %r", len(shard), len(records), name,
+                protector)
+    with distributed.process_group(context, device):
+        folder = protect_records(protector, shard, out_dir, identity, source_root,
+                                 batch_size=cfg.pixelfade.batch_size, device=device,
+                                 skip_corrupt=cfg.pixelfade.skip_corrupt,
+                                 progress=progress and context.rank == 0, part=context.rank)
+    return ProtectedFolder.open(out_dir) if context.distributed else folder
 
 
 def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
