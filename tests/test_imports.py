@@ -136,3 +136,13 @@ def test_lazy_names_resolve():
     assert ProtectedImageDataset.__name__ == "ProtectedImageDataset"
     with pytest.raises(AttributeError):
         torchreid_pixelfade.not_a_name  # noqa: B018
+
+
+def test_no_engine_imports_another(graph):
+    engines = {name.split(".")[2] for name in graph if name.startswith(f"{PACKAGE}.engines.")}
+    for name, targets in graph.items():
+        if name.startswith(f"{PACKAGE}.engines."):
+            wing = name.split(".")[2]
+            others = {t for t in targets for other in engines - {wing}
+                      if t.startswith(f"{PACKAGE}.engines.{other}")}
+            assert not others, f"{name} imports {sorted(others)}"
