@@ -23,6 +23,9 @@ Modules, one job each:
   thickness, cool background), grey in three channels (:func:`render_thermal`).
 * :mod:`.sysu_regdb`: SYSU-MM01 and RegDB layout writers (:func:`make_synthetic_sysu_mm01`,
   :func:`make_synthetic_regdb`).
+* :mod:`.captions`: captions written from each person's known attributes (varied templates,
+  synonyms, dropped attributes).
+* :mod:`.pedes`: CUHK-PEDES, ICFG-PEDES and RSTPReid format writers.
 
 All randomness comes from local :class:`numpy.random.Generator` objects seeded from the config
 seed; the global numpy / Python / torch RNGs are never touched, so the output is byte-identical
@@ -59,6 +62,13 @@ from .render import (
     render_person,
 )
 
+from .captions import (COLOUR_NAMES, HAIR_COLOUR_NAMES, PersonFacts, caption_rng, colour_name,
+                       hair_colour_name, make_caption, make_captions, person_facts,
+                       processed_tokens)
+from .pedes import (CUHK_PEDES_DIR, ICFG_JSON_NAMES, ICFG_PEDES_DIR, PEDES_GENERATOR_VERSION,
+                    RSTPREID_DIR, SyntheticCuhkPedesConfig, SyntheticIcfgPedesConfig,
+                    SyntheticPedesConfig, SyntheticRstpReidConfig, make_synthetic_cuhk_pedes,
+                    make_synthetic_icfg_pedes, make_synthetic_rstpreid)
 from .sysu_regdb import (REGDB_DATASET_DIR, SYSU_DATASET_DIR, VI_GENERATOR_VERSION,
                          SyntheticRegDBConfig, SyntheticSysuConfig, make_synthetic_regdb,
                          make_synthetic_sysu_mm01)
@@ -66,6 +76,12 @@ from .thermal import (ThermalCameraStyle, ThermalIdentity, render_thermal, sampl
                       sample_thermal_identity, thermal_palette)
 
 __all__ = [
+    "COLOUR_NAMES", "HAIR_COLOUR_NAMES", "PersonFacts", "caption_rng", "colour_name",
+    "hair_colour_name", "make_caption", "make_captions", "person_facts", "processed_tokens",
+    "CUHK_PEDES_DIR", "ICFG_JSON_NAMES", "ICFG_PEDES_DIR", "PEDES_GENERATOR_VERSION",
+    "RSTPREID_DIR", "SyntheticCuhkPedesConfig", "SyntheticIcfgPedesConfig", "SyntheticPedesConfig",
+    "SyntheticRstpReidConfig", "make_synthetic_cuhk_pedes", "make_synthetic_icfg_pedes",
+    "make_synthetic_rstpreid",
     "REGDB_DATASET_DIR", "SYSU_DATASET_DIR", "VI_GENERATOR_VERSION", "SyntheticRegDBConfig",
     "SyntheticSysuConfig", "make_synthetic_regdb", "make_synthetic_sysu_mm01",
     "ThermalCameraStyle", "ThermalIdentity", "render_thermal", "sample_thermal_camera",

@@ -10,8 +10,12 @@
 - :mod:`.sampler`, :mod:`.losses`: the paired identity sampler, cross-entropy and AGW's
   weighted-regularisation triplet.
 
-Not built yet: the torchreid ``Engine`` subclass, the ``data.type visible_infrared`` workflows
-(protect / evaluate / report / demo) and their configs.
+- :mod:`.task`: protection of the infrared test images and evaluation from the stored PNGs
+  (O2O, O2P, P2O per trial and averaged, privacy); :mod:`.engine`: the torchreid ``Engine``
+  subclass that trains the two-stream model.
+
+Not built yet: the ``data.type visible_infrared`` config node and commands (protect / evaluate /
+report / demo), and the configs.
 """
 from __future__ import annotations
 
@@ -34,3 +38,44 @@ __all__ = [
     "read_regdb",
     "register_vi_datasets",
 ]
+
+# Protection and evaluation of the VI scenario (task.py itself never imports torchreid).
+from .task import (
+    VIEvaluationResult,
+    calibrate_relative_eps,
+    combine_trials,
+    evaluate_original,
+    evaluate_vi,
+    infrared_identity,
+    infrared_model,
+    infrared_test_records,
+    protect_infrared,
+    visible_model,
+    visible_test_records,
+)
+
+__all__ += [
+    "VIEvaluationResult",
+    "calibrate_relative_eps",
+    "combine_trials",
+    "evaluate_original",
+    "evaluate_vi",
+    "infrared_identity",
+    "infrared_model",
+    "infrared_test_records",
+    "protect_infrared",
+    "visible_model",
+    "visible_test_records",
+]
+
+#: Training names, loaded on first use: :mod:`.engine` imports torchreid.
+_ENGINE_NAMES = ("VIEngine", "VIDataManager", "build_vi_datamanager", "build_vi_engine",
+                 "agw_optimizer", "agw_scheduler")
+
+
+def __getattr__(name: str):
+    """The training names of :mod:`.engine`, imported lazily (it loads torchreid)."""
+    if name in _ENGINE_NAMES:
+        from . import engine
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
