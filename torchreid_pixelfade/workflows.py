@@ -99,6 +99,8 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
                     limit: int | None = None, max_ids: int | None = None) -> ProtectedFolder:
     """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``.
 
+    With ``data.type visible_infrared`` the infrared test images are protected (the gallery of
+    RGB-to-IR search), whatever ``splits`` says; the authorised model is the thermal path.
     Under torchrun each rank protects a disjoint shard of the images on its own device into its
     own manifest part; the folder is complete and merged when every rank has returned.
 
@@ -109,13 +111,20 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
     Returns:
         The protected folder (on every rank: as merged when this rank finished).
     """
-    name = cfg.data.targets[0]
+    name = cfg.data.targets[0] if len(cfg.data.targets) == 1 else ""
     C.check_run_options(cfg)
     context = distributed.context_from_env()
     device = distributed.rank_device(context, device)
-    source_root, records = dataset_records(cfg, splits)
+    if C.check_data_type(cfg) == "visible_infrared":
+        test_set = vi_test_set(cfg)
+        model = vi_models(cfg, weights, device)[1]
+        from .engines.visible_infrared.task import infrared_test_records
+
+        source_root, records = test_set.dataset_dir, infrared_test_records(test_set)
+    else:
+        source_root, records = dataset_records(cfg, splits)
+        model = build_authorized_model(cfg, weights, device)
     records = evenly_spaced(first_identities(records, max_ids), limit)
-    model = build_authorized_model(cfg, weights, device)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
     identity = protection_identity(protector, model, weights, cfg.data.height, cfg.data.width,
                                    name)
@@ -128,6 +137,41 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
                                  skip_corrupt=cfg.pixelfade.skip_corrupt,
                                  progress=progress and context.rank == 0, part=context.rank)
     return ProtectedFolder.open(out_dir) if context.distributed else folder
+
+
+def vi_test_set(cfg):
+    """The test set of the (single) visible-infrared target of ``cfg``: ``sysu_mm01``,
+    ``sysu_mm01_indoor``, ``regdb`` (trial 1) or ``regdb_trial<N>``.
+
+    Raises:
+        ValueError: for another target name (the valid ones are listed).
+    """
+    from .engines.visible_infrared.datasets import read_regdb, read_sysu_mm01
+
+    if len(cfg.data.targets) != 1:
+        raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
+    name, root = cfg.data.targets[0], cfg.data.root
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+    if name in ("sysu_mm01", "sysu_mm01_indoor"):
+        mode = "indoor" if name.endswith("indoor") else cfg.visible_infrared.mode
+        return read_sysu_mm01(root, mode).test
+    trial = name[len("regdb_trial"):] if name.startswith("regdb_trial") else ""
+    if name == "regdb" or trial.isdigit():
+        return read_regdb(root, int(trial or 1))
+    raise ValueError(f"data.type visible_infrared: unknown target {name!r}; choose sysu_mm01, "
+                     f"sysu_mm01_indoor, regdb or regdb_trial1..regdb_trial10")
+
+
+def vi_models(cfg, weights: str, device: str | torch.device):
+    """``(visible, infrared)`` authorised models of the two-stream ``model.name`` with
+    ``weights`` (the thermal path's un-normalised ``visible_infrared.feature``)."""
+    from .engines.visible_infrared.model import build_vi_model
+    from .engines.visible_infrared.task import infrared_model, visible_model
+
+    net = load_weights(build_vi_model(cfg.model.name, num_classes=1), weights).to(device)
+    feature, norm = cfg.visible_infrared.feature, (cfg.data.norm_mean, cfg.data.norm_std)
+    return visible_model(net, *norm, feature=feature), infrared_model(net, *norm, feature=feature)
 
 
 def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
@@ -151,6 +195,16 @@ def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> 
                          f"evaluate with its weights (or pass --allow-other-weights)")
 
 
+def _check_or_warn(folder: ProtectedFolder, model_name: str, weights: str,
+                   allow_other_weights: bool) -> None:
+    if allow_other_weights:
+        logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
+                       "protected with (%s)", folder.path, model_name, weights,
+                       folder.identity.model)
+    else:
+        check_same_model(folder, model_name, weights)
+
+
 def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
                     device: str | torch.device = "cpu", allow_other_weights: bool = False,
                     source_root: str | None = None):
@@ -169,14 +223,17 @@ def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = N
     from .store import file_sha256
 
     folder = ProtectedFolder.open(protected, source_root=source_root)
-    if allow_other_weights:
-        logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
-                       "protected with (%s)", protected, cfg.model.name, weights,
-                       folder.identity.model)
+    if C.check_data_type(cfg) == "visible_infrared":
+        from .engines.visible_infrared.task import evaluate_vi
+
+        visible, model = vi_models(cfg, weights, device)
+        _check_or_warn(folder, model.name, weights, allow_other_weights)
+        result = evaluate_vi(visible, model, folder, vi_test_set(cfg),
+                             **C.vi_evaluation_kwargs(cfg), device=device)
     else:
-        check_same_model(folder, cfg.model.name, weights)
-    model = build_authorized_model(cfg, weights, device)
-    result = evaluate(model, folder, **C.evaluation_kwargs(cfg), device=device)
+        _check_or_warn(folder, cfg.model.name, weights, allow_other_weights)
+        model = build_authorized_model(cfg, weights, device)
+        result = evaluate(model, folder, **C.evaluation_kwargs(cfg), device=device)
     result.weights_sha256 = file_sha256(weights)
     if json_path:
         result.write(json_path)

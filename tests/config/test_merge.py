@@ -36,10 +36,11 @@ def test_yaml_with_unknown_key_or_wrong_type_names_the_key(tmp_path):
     assert cfg.pixelfade.eps == 1.0
 
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.yaml")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(CONFIGS)))
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "*.yaml")) +
+                                        glob.glob(os.path.join(CONFIGS, "*", "*.yaml"))))
 def test_shipped_configs_merge(path):
     cfg = C.get_default_config()
     C.merge_file(cfg, path)
@@ -60,3 +61,10 @@ def test_numbers_are_accepted_for_strings():
     assert cfg.pixelfade.cache_dir == "2024" and cfg.data.root == "7"
     with pytest.raises(KeyError, match="pixelfade.avih"):
         C.merge_opts(cfg, ["pixelfade.avih", "1"])  # a node, not a value
+
+
+def test_data_type_is_checked():
+    cfg = C.get_default_config()
+    C.merge_opts(cfg, ["data.type", "video"])
+    with pytest.raises(ValueError, match="Unknown data.type 'video'"):
+        C.check_data_type(cfg)

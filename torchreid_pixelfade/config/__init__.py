@@ -11,6 +11,8 @@ import argparse
 
 from yacs.config import CfgNode as CN
 
+from .engines import (DATA_TYPES, check_data_type, vi_evaluation_kwargs,
+                      visible_infrared_defaults)
 from .merge import (add_torchreid_arguments, merge_args, merge_file, merge_opts,
                     parse_overrides, parse_value)
 from .protection import (check_run_options, option_key, protection_defaults, protection_options, protector_kwargs,
@@ -23,6 +25,7 @@ def get_default_config() -> CN:
     """torchreid's default configuration plus the ``pixelfade`` node (not frozen)."""
     cfg = torchreid_defaults()
     cfg.pixelfade = protection_defaults()
+    cfg.visible_infrared = visible_infrared_defaults()
     return cfg
 
 
@@ -32,7 +35,8 @@ def config_from_args(args: argparse.Namespace) -> CN:
     return merge_args(get_default_config(), args)
 
 
-__all__ = ["get_default_config", "config_from_args", "add_torchreid_arguments", "merge_args",
+__all__ = ["DATA_TYPES", "check_data_type", "vi_evaluation_kwargs", "visible_infrared_defaults",
+           "get_default_config", "config_from_args", "add_torchreid_arguments", "merge_args",
            "merge_file", "merge_opts", "parse_overrides", "parse_value", "check_run_options", "option_key",
            "protection_defaults", "protection_options", "protector_kwargs", "protector_node",
            "dataset_kwargs", "engine_run_kwargs", "evaluation_kwargs", "imagedata_kwargs",

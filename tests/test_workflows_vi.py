@@ -1,0 +1,47 @@
+"""The visible-infrared scenario through the commands: data.type visible_infrared."""
+import json
+import os
+
+import pytest
+import torch
+
+from torchreid_pixelfade.cli import main
+from torchreid_pixelfade.data.synthetic import SyntheticSysuConfig, make_synthetic_sysu_mm01
+from torchreid_pixelfade.engines.visible_infrared.model import build_vi_model
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "visible_infrared")
+CONFIG = os.path.join(CONFIGS, "osnet_x0_25_sysu_mm01_128x64.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_sysu(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sysu")
+    make_synthetic_sysu_mm01(str(root), SyntheticSysuConfig(
+        num_train_ids=2, num_val_ids=1, num_test_ids=4, images_per_id_per_camera=1,
+        height=64, width=32))
+    return str(root)
+
+
+def test_protect_and_evaluate_infrared_gallery(tiny_sysu, tmp_path):
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save({"net": build_vi_model("osnet_x0_25", num_classes=3).state_dict()}, weights)
+    common = ["--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu, "--weights",
+              weights, "data.height", "64", "data.width", "32", "visible_infrared.trials", "[0, 1]"]
+    assert main(["protect", *common, "--output", str(tmp_path / "p"), "--no-progress",
+                 "pixelfade.protector", "identity"]) == 0
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["images"] and all(
+        "cam3" in key or "cam6" in key for key in manifest["images"])  # IR only
+    assert manifest["identity"]["model"] == "BackboneTwoStream/thermal/bn"
+    assert main(["evaluate", *common, "--protected", str(tmp_path / "p"), "--json",
+                 str(tmp_path / "r.json")]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["settings"]["O2P:rgb_to_ir"] == results["settings"]["O2O:rgb_to_ir"]
+    assert len(results["trials"]["O2P:rgb_to_ir"]) == 2
+    assert "| O2P:rgb_to_ir |" in (tmp_path / "r.md").read_text()
+
+
+def test_unknown_scenario_target_is_named(tiny_sysu, tmp_path):
+    assert main(["protect", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
+                 "--weights", "w.pth", "--output", str(tmp_path / "p"), "-t", "market1501"]) == 2
