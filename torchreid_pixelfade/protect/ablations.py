@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 
 Bounds = tuple[torch.Tensor, torch.Tensor]
+Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ---------------------------------------------------------------------------- targets
@@ -66,18 +67,21 @@ def write_perturbation(z: torch.Tensor, target: torch.Tensor, noise: torch.Tenso
     return z + amplitude * noise
 
 
-def no_penalty(z: torch.Tensor, target: torch.Tensor, weight: float) -> float:
+def no_penalty(z: torch.Tensor, target: torch.Tensor, weight: float,
+               reduce: Reduce = torch.mean) -> float:
     """No extra loss term (adding 0.0 leaves the loss and its gradient bit for bit)."""
     return 0.0
 
 
-def l1_penalty(z: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
-    """``'l1'``: ``weight * mean_b mean|z_b - target_b|``, a scalar added to the CO loss.
+def l1_penalty(z: torch.Tensor, target: torch.Tensor, weight: float,
+               reduce: Reduce = torch.mean) -> torch.Tensor:
+    """``'l1'``: ``weight * reduce_b mean|z_b - target_b|``, a scalar added to the CO loss.
 
-    Averaged over the batch like the feature distance it is added to, so each image minimises
-    ``d_b + weight * mean|z_b - target_b|`` (up to the common factor 1/B).
+    Reduced over the batch like the feature distance it is added to (``torch.mean`` or
+    ``torch.sum``), so each image minimises ``d_b + weight * mean|z_b - target_b|`` (up to the
+    common factor 1/B of the mean).
     """
-    return weight * (z - target).abs().mean(dim=(1, 2, 3)).mean()
+    return weight * reduce((z - target).abs().mean(dim=(1, 2, 3)))
 
 
 class Replacement(NamedTuple):
@@ -86,12 +90,13 @@ class Replacement(NamedTuple):
     Attributes:
         write: ``(z, target, noise, perturb_amplitude) -> (B, C, H, W)``, the values the PRO
             writes into the current mask; None: no PRO at all.
-        penalty: ``(z, target, l1_weight) -> scalar``, a batch mean of per-image terms, added
-            to the batch-mean feature distance before the gradient of the Constraint Operation.
+        penalty: ``(z, target, l1_weight, reduce) -> scalar``, per-image terms reduced over
+            the batch by ``reduce`` (``torch.mean`` or ``torch.sum``, as the feature distance
+            it is added to) before the gradient of the Constraint Operation.
     """
 
     write: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor] | None
-    penalty: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor | float]
+    penalty: Callable[[torch.Tensor, torch.Tensor, float, Reduce], torch.Tensor | float]
 
 
 REPLACEMENTS: dict[str, Replacement] = {

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..models import AuthorizedModel, eval_mode
 from .base import ProtectionResult, Protector, register_protector
-from .functional import check_images, feature_distance, normalized_momentum, quantize_ste
+from .functional import (Generators, check_images, draw_normal, feature_distance,
+                         normalized_momentum, quantize_ste)
 from .params import HyperParameters, check_choice, hparam, hyperparameters
 
 _BOX = 4  # side of the box sums of the variance-consistency loss
@@ -64,10 +64,26 @@ def variance_consistency_loss(images: torch.Tensor) -> torch.Tensor:
     if images.dim() != 4:
         raise ValueError(f"Expected images of shape (B, C, H, W), got {tuple(images.shape)}")
     _check_size(*images.shape[-2:])
-    channels = images.shape[1]
-    kernel = images.new_ones(channels, 1, _BOX, _BOX)
-    boxes = F.conv2d(images, kernel, groups=channels)  # (B, C, H - 3, W - 3)
+    boxes = box_sums(images)  # (B, C, H - 3, W - 3)
     return boxes.flatten(2).var(dim=2, unbiased=True).sum(dim=1)
+
+
+def box_sums(images: torch.Tensor, size: int = _BOX) -> torch.Tensor:
+    """Sums over all ``size`` x ``size`` windows (stride 1, valid), ``(B, C, H, W) -> (B, C,
+    H - size + 1, W - size + 1)``.
+
+    The valid convolution with an all-ones kernel, computed as additions of shifted views
+    (rows, then columns): each image's sums do not depend on its batch, whereas grouped
+    ``conv2d`` picks its CPU kernel by batch size and rounds differently (measured: up to 2e-6).
+    """
+    height, width = images.shape[-2] - size + 1, images.shape[-1] - size + 1
+    rows = images[..., :height, :]
+    for i in range(1, size):
+        rows = rows + images[..., i:i + height, :]
+    boxes = rows[..., :width]
+    for j in range(1, size):
+        boxes = boxes + rows[..., j:j + width]
+    return boxes
 
 
 def _update_step_sizes(loss: torch.Tensor, previous: torch.Tensor | None, count: torch.Tensor,
@@ -108,9 +124,11 @@ class AVIHParams(HyperParameters):
     key_weight: float = hparam(0.2, "weight of the key term (used only with a key_model; "
                                ">= 0).")
     quantize: bool = hparam(True, "optimise through, and return, the 8-bit rounded image.")
-    seed: int | None = hparam(None, "seed of the local generator of the initial noise; None "
-                              "seeds from the OS. The generator advances across calls, so "
-                              "batches get different noise.")
+    seed: int | None = hparam(None, "run seed of the initial noise; None: a random one, "
+                              "recorded nowhere. Without keys one local generator advances "
+                              "across calls, so batches get different noise; with keys (as "
+                              "the store passes) each image's noise comes from a generator "
+                              "seeded by (seed, its key), the same in any batch or process.")
 
     def _validate(self) -> None:
         check_choice("init", self.init, INITS)
@@ -205,9 +223,10 @@ class AVIH(Protector):
         check_images(images)
         _check_size(*images.shape[-2:])
 
-    def _protect(self, images: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
+    def _protect_with(self, images: torch.Tensor, reference: torch.Tensor,
+                      generator: Generators) -> ProtectionResult:
         p = self.params
-        encrypted = self._initial(images)
+        encrypted = self._initial(images, generator)
         momentum = torch.zeros_like(encrypted)
         step_size = torch.full(images.shape[:1], p.step_size, device=images.device,
                                dtype=images.dtype)
@@ -228,13 +247,12 @@ class AVIH(Protector):
 
     # ------------------------------------------------------------------ helpers
 
-    def _initial(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` starting point in [0, 1]: clamped N(0, 1) noise, or the images."""
+    def _initial(self, images: torch.Tensor, generator: Generators) -> torch.Tensor:
+        """``(B, 3, H, W)`` starting point in [0, 1]: clamped N(0, 1) noise drawn from
+        ``generator`` (one, or one per image), or the images."""
         if self.params.init == "original":
             return images.clone()
-        noise = torch.randn(images.shape, generator=self._generator(images.device),
-                            device=images.device, dtype=images.dtype)
-        return noise.clamp(0, 1)
+        return draw_normal(images.shape, generator, images.device, images.dtype).clamp(0, 1)
 
     def _loss(self, encrypted: torch.Tensor, images: torch.Tensor,
               reference: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ pixel images in [0, 1]::
     protector = build_protector("pixelfade", model, steps=100)
     protected = protector(images)            # (B, 3, H, W) in [0, 1]
     result = protector.protect(images)        # images + per-image diagnostics
+    result = protector.protect(images, keys)  # each image's draws seeded by (seed, its key)
 
 Each protector declares its hyper-parameters once, as the dataclass ``Params``
 (:mod:`.params`); :func:`protector_params` gives it by registered name, so a config module can
@@ -14,14 +15,16 @@ generate its options from ``dataclasses.fields``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..io import quantize as quantize_8bit
 from ..models import AuthorizedModel
-from .functional import check_images, feature_distance, make_generator, within
+from .functional import (Generators, check_images, feature_distance, key_seed, make_generator,
+                         within)
 from .params import HyperParameters, make_params
 
 PROTECTORS: dict[str, type[Protector]] = {}
@@ -99,8 +102,19 @@ class Protector:
 
     Subclasses set ``Params`` (a :func:`~.params.hyperparameters` dataclass with at least a
     ``quantize`` field, and ``seed`` if they draw random numbers) and implement
-    :meth:`_protect`; they may override :meth:`_check` and :meth:`_limits`. Hyper-parameters
-    are read as ``protector.params.<name>``; ``protector.<name>`` is a read-only alias.
+    :meth:`_protect`, or :meth:`_protect_with` if they draw random numbers; they may override
+    :meth:`_check` and :meth:`_limits`. Hyper-parameters are read as
+    ``protector.params.<name>``; ``protector.<name>`` is a read-only alias.
+
+    Randomness: the run seed is ``params.seed``, or when None (or absent) a random 63-bit
+    number drawn when the protector is built and recorded nowhere. Without ``keys``, a batch's
+    draws come from one local generator per device, seeded with the run seed and advancing
+    across calls, so they depend on the order and grouping of the batches. With ``keys`` (one
+    stable string per image, as the store passes), image ``i``'s draws come from its own
+    generator seeded by :func:`~.functional.key_seed` ``(run seed, keys[i])``: with a seed they
+    are the same whichever batch, batch size, process or run protects the image; without one
+    they stay unpredictable. The draws also depend on the device type (CPU and CUDA generators
+    differ).
 
     Args:
         model: the authorised model; optional for protectors that do not optimise, which then
@@ -122,6 +136,8 @@ class Protector:
         self.model = model
         self.params = make_params(self.Params, kwargs, type(self).__name__)
         self._generators: dict[torch.device, torch.Generator] = {}
+        seed = getattr(self.params, "seed", None)
+        self._run_seed = secrets.randbits(63) if seed is None else seed
 
     def hparams(self) -> dict:
         """Hyper-parameters recorded in manifests (JSON-serialisable)."""
@@ -129,21 +145,32 @@ class Protector:
 
     # ------------------------------------------------------------------ template
 
-    def protect(self, images: torch.Tensor) -> ProtectionResult:
+    def protect(self, images: torch.Tensor,
+                keys: Sequence[str] | None = None) -> ProtectionResult:
         """Protects ``(B, 3, H, W)`` pixel images in [0, 1]; returns images and diagnostics.
 
         The images are float32 or float64 (the result has their dtype); an empty batch gives an
         empty result.
 
+        Args:
+            images: ``(B, 3, H, W)`` pixels in [0, 1].
+            keys: optional stable key of each image (``B`` strings, e.g. its output path): each
+                image's random draws then come from its own generator seeded by (run seed,
+                key), so they do not depend on the batch (see the class docstring). Ignored by
+                protectors that draw nothing.
+
         Raises:
-            ValueError: for invalid images (:func:`check_images`), or images the model cannot
-                take (e.g. too small for its downsampling).
+            TypeError: for ``keys`` that is not a sequence of strings.
+            ValueError: for invalid images (:func:`check_images`), images the model cannot
+                take (e.g. too small for its downsampling), or ``keys`` not one per image.
         """
         self._check(images)
+        keys = check_keys(keys, len(images))
         if not len(images):
             return self._empty_result(images)
         reference = self._reference(images)
-        return self.finish(self._protect(images, reference), reference)
+        generator = self._generators_for(images.device, keys)
+        return self.finish(self._protect_with(images, reference, generator), reference)
 
     @torch.no_grad()
     def _reference(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -220,6 +247,22 @@ class Protector:
         """
         raise NotImplementedError
 
+    def _protect_with(self, images: torch.Tensor, reference: torch.Tensor | None,
+                      generator: Generators) -> ProtectionResult | torch.Tensor:
+        """:meth:`_protect` given where the batch's random numbers come from.
+
+        Protectors that draw random numbers override this (and draw with
+        :func:`~.functional.draw_normal` or :func:`~.functional.draw_uniform`, which take
+        either kind); the others implement :meth:`_protect` only.
+
+        Args:
+            images: ``(B, 3, H, W)`` pixels in [0, 1].
+            reference: ``(B, D)`` features of the originals, or None without a model.
+            generator: the protector's generator on the images' device, or one generator per
+                image (:meth:`_generators_for`).
+        """
+        return self._protect(images, reference)
+
     def _limits(self, reference: torch.Tensor) -> torch.Tensor | None:
         """Per-image bound ``(B,)`` on the feature distance; None for protectors without one."""
         return None
@@ -234,6 +277,18 @@ class Protector:
             seed = getattr(self.params, "seed", None)
             self._generators[device] = make_generator(seed, device)
         return self._generators[device]
+
+    def _generators_for(self, device: torch.device,
+                        keys: Sequence[str] | None) -> Generators:
+        """The batch's source of random numbers on ``device``.
+
+        Without ``keys`` the protector's :meth:`_generator` (as before keys existed); with
+        them a new generator per image, seeded by :func:`~.functional.key_seed` ``(run seed,
+        key)``.
+        """
+        if keys is None:
+            return self._generator(device)
+        return [make_generator(key_seed(self._run_seed, key), device) for key in keys]
 
     # ------------------------------------------------------------------ attributes
 
@@ -256,6 +311,27 @@ class Protector:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({params})"
+
+
+def check_keys(keys: Sequence[str] | None, batch: int) -> list[str] | None:
+    """Validates the images' keys; returns them as a list (or None).
+
+    Raises:
+        TypeError: for keys that are not a sequence of strings (a single string included).
+        ValueError: for a number of keys other than ``batch``.
+    """
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise TypeError(f"keys must be a sequence of strings, one per image, got "
+                        f"{type(keys).__name__}")
+    keys = list(keys)
+    wrong = [key for key in keys if not isinstance(key, str)]
+    if wrong:
+        raise TypeError(f"keys must be strings, got {type(wrong[0]).__name__} {wrong[0]!r}")
+    if len(keys) != batch:
+        raise ValueError(f"Expected one key per image ({batch}), got {len(keys)}")
+    return keys
 
 
 def _model_failure(model: torch.nn.Module, images: torch.Tensor, error: RuntimeError) -> str:

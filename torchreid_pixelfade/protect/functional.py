@@ -6,14 +6,24 @@ its straight-through twin for optimisation.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..io import quantize
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+#: where a batch's random numbers come from: one generator for the whole batch (drawn as one
+#: tensor), or one generator per image (image ``i`` drawn from ``generators[i]`` alone).
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def is_per_image(generator: Generators | None) -> bool:
+    """Whether ``generator`` is one generator per image (not one, or None, for the batch)."""
+    return generator is not None and not isinstance(generator, torch.Generator)
 
 
 #: dtypes the protectors accept: they optimise in the input's dtype (the model runs in its own).
@@ -68,6 +78,63 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(secrets.randbits(63) if seed is None else seed)
     return generator
+
+
+def key_seed(run_seed: int, key: str) -> int:
+    """The seed of one image's generator: SHA-256 of ``f"{run_seed}:{key}"``, 63 bits.
+
+    Stable across processes, machines and Python versions (unlike ``hash``), so an image gets
+    the same draws whichever batch, process or run protects it.
+
+    Args:
+        run_seed: the protector's run seed.
+        key: the image's stable key (e.g. its output path relative to the folder).
+
+    Returns:
+        an integer in ``[0, 2**63)``.
+    """
+    digest = hashlib.sha256(f"{run_seed}:{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def draw_normal(shape: torch.Size | tuple, generator: Generators | None, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal values of ``shape`` ``(B, ...)``.
+
+    Args:
+        shape: ``(B, ...)``.
+        generator: one generator (one draw of the whole shape, as ``torch.randn``; None: the
+            global one), or ``B`` generators (image ``i``, of shape ``shape[1:]``, drawn from
+            ``generator[i]`` alone, so it does not depend on the other images).
+        device: device of the result (the generators' device).
+        dtype: float dtype of the result.
+    """
+    if not is_per_image(generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return _per_image(torch.randn, shape, generator, device=device, dtype=dtype)
+
+
+def draw_uniform(shape: torch.Size | tuple, generator: Generators | None,
+                 device: torch.device) -> torch.Tensor:
+    """Uniform float32 values in [0, 1) of ``shape`` ``(B, ...)``; ``generator`` as in
+    :func:`draw_normal`."""
+    if not is_per_image(generator):
+        return torch.rand(shape, generator=generator, device=device)
+    return _per_image(torch.rand, shape, generator, device=device)
+
+
+def _per_image(draw: Callable, shape: torch.Size | tuple, generators: Sequence[torch.Generator],
+               **kwargs) -> torch.Tensor:
+    """``(B, ...)`` whose image ``i`` is ``draw(shape[1:])`` from ``generators[i]``.
+
+    Raises:
+        ValueError: when the number of generators is not ``B``.
+    """
+    if len(generators) != shape[0]:
+        raise ValueError(f"Expected one generator per image ({shape[0]}), got {len(generators)}")
+    if not len(generators):
+        return draw(tuple(shape), **kwargs)
+    return torch.stack([draw(tuple(shape[1:]), generator=g, **kwargs) for g in generators])
 
 
 def feature_distance(features: torch.Tensor, reference: torch.Tensor,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from .functional import Generators, draw_uniform, is_per_image
+
 MASK_UNITS = ("element", "pixel")
 
 
 def random_mask_ids(shape: torch.Size | tuple, num_masks: int, unit: str = "element",
-                    generator: torch.Generator | None = None,
+                    generator: Generators | None = None,
                     device: torch.device | str = "cpu") -> torch.Tensor:
     """Draws one random partition of each image into ``num_masks`` equal parts.
 
@@ -24,7 +26,8 @@ def random_mask_ids(shape: torch.Size | tuple, num_masks: int, unit: str = "elem
         num_masks: number of masks ``I`` (>= 1).
         unit: ``'element'``: every (channel, row, column) value is assigned independently
             (official code); ``'pixel'``: the channels of a pixel share their mask.
-        generator: local random generator (on ``device``).
+        generator: local random generator (on ``device``), or one per image (image ``i``'s
+            partition then depends on ``generator[i]`` only); None: the global generator.
         device: device of the result.
 
     Returns:
@@ -37,7 +40,10 @@ def random_mask_ids(shape: torch.Size | tuple, num_masks: int, unit: str = "elem
         raise ValueError(f"num_masks must be >= 1, got {num_masks}")
     b, c, h, w = shape
     per_image = c * h * w if unit == "element" else h * w
-    order = torch.rand(b, per_image, generator=generator, device=device).argsort(dim=1)
+    uniform = draw_uniform((b, per_image), generator, device)
+    # float32 draws tie (about once per image at 6144 values): a stable sort breaks the ties
+    # by position, so with one generator per image the order does not depend on the batch
+    order = uniform.argsort(dim=1, stable=is_per_image(generator))
     slots = torch.arange(per_image, device=device) * num_masks // per_image
     mask_ids = torch.empty_like(order).scatter_(1, order, slots.expand(b, -1))
     if unit == "element":

@@ -7,7 +7,9 @@ Objective (Eq. 1): make the protected image ``x_p`` as close as possible to a fi
    during warm-up) write ``eta`` into their next mask of a disjoint set of ``I`` masks (drawn
    covering, or supplied to :meth:`PixelFade.protect`); before step 0 the "previous" check is
    that of the untouched image, ``d = 0 <= eps``;
-2. one forward and one backward pass to the input give ``grad`` of the batch-mean distance;
+2. one forward and one backward pass to the input give ``grad`` of the per-image distances'
+   sum (``constraint_scope='image'``; each image's own gradient) or batch mean ('batch',
+   official);
 3. Constraint Operation (CO): momentum over the per-image mean-|g| normalised gradient, a step of
    ``beta`` where the constraint holds and ``beta_temp`` where it does not, then the clamp.
 
@@ -19,12 +21,14 @@ between the paper and the official code is a field of :class:`PixelFadeParams`; 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .ablations import REPLACEMENTS, TARGETS
-from .base import ProtectionResult, Protector, register_protector
-from .functional import feature_distance, normalized_momentum, quantize_ste, within
+from .base import ProtectionResult, Protector, check_keys, register_protector
+from .functional import (Generators, draw_normal, feature_distance, normalized_momentum,
+                         quantize_ste, within)
 from .masks import MASK_UNITS, mask_ids_from_masks, random_mask_ids, replace_values
 from .params import HyperParameters, check_choice, hparam, hyperparameters
 
@@ -64,8 +68,11 @@ class PixelFadeParams(HyperParameters):
                                   "T - no_replace_last on; >= 0).")
     loss_reduction: str = hparam("mean", "'mean' over feature dimensions (MSE, official) or "
                                  "'sum' (the paper's squared L2 distance). Either way the "
-                                 "gradient is that of the batch mean of the per-image "
-                                 "distances, as in the official code.")
+                                 "gradient is that of the sum of the per-image distances "
+                                 "with constraint_scope='image' (no 1/B, whose rounding would "
+                                 "depend on the batch size) and of their batch mean with "
+                                 "'batch' (official code); it is normalised per image, so "
+                                 "both step alike.")
     constraint_scope: str = hparam("image", "'image': each image checks its own constraint "
                                    "(paper Eq. 1); 'batch': one batch-mean check for all "
                                    "(official code).")
@@ -85,9 +92,11 @@ class PixelFadeParams(HyperParameters):
     quantize: bool = hparam(True, "optimise through, and measure on, the 8-bit rounded image "
                             "(as stored; default, so the constraint holds for the saved "
                             "image). False: float values throughout, as the official code.")
-    seed: int | None = hparam(None, "seed of the local generator (noise and masks); None seeds "
-                              "from the OS. The generator advances across calls, so batches get "
-                              "different noise.")
+    seed: int | None = hparam(None, "run seed of the noise and masks; None: a random one, "
+                              "recorded nowhere. Without keys one local generator advances "
+                              "across calls, so batches get different noise; with keys (as "
+                              "the store passes) each image's draws come from a generator "
+                              "seeded by (seed, its key), the same in any batch or process.")
     target: str = hparam("noise", "objective's target (paper Table 4): 'noise' (PixelFade), "
                          "'zeros' (the mean colour), 'other' (another image of the batch), "
                          "'contrastive' (each value's farthest valid value).")
@@ -156,6 +165,17 @@ class PixelFade(Protector):
     flattened batch, per element) passed as ``masks=``; ``tests/protect/test_official_reference``
     checks it against an independent port of the official loop, bit for bit.
 
+    Batch independence: with ``keys`` and a ``seed`` (as the store runs it), and
+    ``constraint_scope='image'``, ``clamp='valid'`` and a ``target`` other than ``'other'``, an
+    image's draws and every operation of the loop are its own, so its result does not depend
+    on the contents or order of its batch, on the process or on the run: byte-identical for
+    the same batch size and device type. Across batch sizes it is byte-identical only as far
+    as the model's kernels compute an image alike at every batch size, which CPU backbones do
+    not promise (oneDNN picks convolution kernels, BLAS matmul kernels, by batch size; a last
+    bit of a feature that differs then grows, through the 8-bit rounding and the constraint's
+    switches, into differences of many 8-bit levels on some pixels). ``'batch'`` scope and
+    clamp and the ``'other'`` target couple an image to its batch by definition.
+
     Raises:
         ValueError: without a model or for invalid hyper-parameters.
     """
@@ -163,16 +183,23 @@ class PixelFade(Protector):
     Params = PixelFadeParams
     requires_model = True
 
-    def protect(self, images: torch.Tensor, noise: torch.Tensor | None = None,
+    def protect(self, images: torch.Tensor, keys: Sequence[str] | None = None, *,
+                noise: torch.Tensor | None = None,
                 masks: torch.Tensor | None = None) -> ProtectionResult:
         """Protects a batch; the random draws can be supplied to compare runs under equal draws.
 
-        Without ``noise`` and ``masks`` the protector's generator draws the noise, then the
-        masks (``mask_unit``; each image an exactly balanced partition). A supplied tensor
-        replaces its draw, which is then not made (the generator does not advance for it).
+        Without ``noise`` and ``masks`` the noise, then the masks (``mask_unit``; each image an
+        exactly balanced partition) are drawn: from the protector's generator, or with
+        ``keys`` from each image's own generator (its noise, then its masks). A supplied
+        tensor replaces its draw, which is then not made (the generator does not advance for
+        it).
 
         Args:
             images: ``(B, 3, H, W)`` pixels in [0, 1].
+            keys: optional stable key of each image (``B`` strings): each image's draws then
+                come from a generator seeded by (run seed, key) (see :class:`Protector`). With
+                ``constraint_scope='image'``, ``clamp='valid'`` and a target other than
+                ``'other'``, an image's result then does not depend on its batch either.
             noise: optional ``(B, 3, H, W)`` float noise ``eta`` in the model's normalised
                 space (N(0, 1) there for PixelFade); moved to the images' device and dtype.
             masks: optional ``(num_masks, B, 3, H, W)`` bool; ``masks[j]`` marks the values
@@ -185,11 +212,13 @@ class PixelFade(Protector):
             the protected images with their diagnostics (see the class docstring).
 
         Raises:
-            TypeError: for ``noise`` or ``masks`` that is not a tensor.
+            TypeError: for ``noise`` or ``masks`` that is not a tensor, or ``keys`` that are
+                not strings.
             ValueError: for invalid images, or ``noise``/``masks`` of the wrong shape or dtype,
-                or overlapping masks.
+                or overlapping masks, or not one key per image.
         """
         self._check(images)
+        keys = check_keys(keys, len(images))
         noise = _checked_noise(noise, images)
         mask_ids = None
         if masks is not None:
@@ -198,10 +227,12 @@ class PixelFade(Protector):
         if not len(images):
             return self._empty_result(images)
         reference = self._reference(images)
-        return self.finish(self._fade(images, reference, noise, mask_ids), reference)
+        generator = self._generators_for(images.device, keys)
+        return self.finish(self._fade(images, reference, generator, noise, mask_ids), reference)
 
-    def _protect(self, images: torch.Tensor, reference: torch.Tensor) -> ProtectionResult:
-        return self._fade(images, reference)
+    def _protect_with(self, images: torch.Tensor, reference: torch.Tensor,
+                      generator: Generators) -> ProtectionResult:
+        return self._fade(images, reference, generator)
 
     def _empty_result(self, images: torch.Tensor) -> ProtectionResult:
         """That of the base class, with an empty ``replaced_fraction`` (float32, as always)."""
@@ -209,12 +240,13 @@ class PixelFade(Protector):
         result.replaced_fraction = torch.zeros(0, device=images.device)
         return result
 
-    def _fade(self, images: torch.Tensor, reference: torch.Tensor,
+    def _fade(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
               noise: torch.Tensor | None = None,
               mask_ids: torch.Tensor | None = None) -> ProtectionResult:
-        """The optimisation; ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn when None."""
+        """The optimisation; ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn from
+        ``generator`` (one, or one per image) when None."""
         p = self.params
-        noise, mask_ids = self._draws(images, noise, mask_ids)
+        noise, mask_ids = self._draws(images, generator, noise, mask_ids)
         limits = self._limits(reference)
         z0 = self.model.normalize(images)
         bounds = self._clamp_bounds(z0)
@@ -228,16 +260,14 @@ class PixelFade(Protector):
         return ProtectionResult(images=self.model.denormalize(state.z),
                                 replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)))
 
-    def _draws(self, images: torch.Tensor, noise: torch.Tensor | None,
+    def _draws(self, images: torch.Tensor, generator: Generators, noise: torch.Tensor | None,
                mask_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The missing draws, noise first, from the protector's generator."""
+        """The missing draws, noise first, from ``generator`` (one, or one per image)."""
         if noise is None:
-            noise = torch.randn(images.shape, generator=self._generator(images.device),
-                                device=images.device, dtype=images.dtype)
+            noise = draw_normal(images.shape, generator, images.device, images.dtype)
         if mask_ids is None:
             mask_ids = random_mask_ids(images.shape, self.params.num_masks,
-                                       self.params.mask_unit, self._generator(images.device),
-                                       images.device)
+                                       self.params.mask_unit, generator, images.device)
         return noise, mask_ids
 
     def _limits(self, reference: torch.Tensor) -> torch.Tensor:
@@ -272,9 +302,9 @@ class PixelFade(Protector):
         p = self.params
         z = state.z.detach().requires_grad_(True)
         distance = feature_distance(self._features(z), reference, p.loss_reduction)
-        # the batch mean, as the official code: the gradient is normalised per image anyway,
-        # and 1/B scales every image alike (bitwise equal to a sum only for B a power of two)
-        loss = distance.mean() + REPLACEMENTS[p.replacement].penalty(z, target, p.l1_weight)
+        reduce = self._batch_reduction()
+        loss = reduce(distance) + REPLACEMENTS[p.replacement].penalty(z, target, p.l1_weight,
+                                                                      reduce)
         grad, = torch.autograd.grad(loss, z)
         state.momentum = normalized_momentum(state.momentum, grad, p.momentum)
         replace_allowed = t < p.steps - p.no_replace_last
@@ -296,6 +326,17 @@ class PixelFade(Protector):
         if self.params.quantize:
             z = quantize_ste(z, self.model.denormalize, self.model.normalize)
         return self.model.forward_normalized(z)
+
+    def _batch_reduction(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """How the per-image losses become the one differentiated: their sum per image scope,
+        their mean (official) per batch scope.
+
+        The gradient is normalised per image, so both give the same steps up to rounding; but
+        the mean's 1/B rounds differently for each B that is not a power of two, which would
+        make an image's result depend on its batch size. The sum's gradient is each image's
+        own.
+        """
+        return torch.mean if self.params.constraint_scope == "batch" else torch.sum
 
     def _satisfied(self, distance: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
         """``(B,)`` constraint state, per image or one batch-mean check for all."""

@@ -274,7 +274,9 @@ def _protect_batch(protector: Protector, batch: Sequence[ImageRecord], out_dir: 
     stored = []
     if kept:
         began = time.perf_counter()
-        result = protector.protect(torch.stack(tensors).to(device))
+        # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
+        result = protector.protect(torch.stack(tensors).to(device),
+                                   keys=[record.output_key for record in kept])
         seconds = time.perf_counter() - began
         files = [write_png(os.path.join(out_dir, record.output_key), image)
                  for record, image in zip(kept, result.images)]
