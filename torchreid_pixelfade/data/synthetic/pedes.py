@@ -37,12 +37,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import pathlib
-import shutil
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -59,7 +56,8 @@ from .appearance import (
     sample_identity,
 )
 from .captions import caption_rng, make_captions, processed_tokens
-from .market1501 import GENERATOR_RECORD, JPEG_QUALITY
+from .build import build
+from .market1501 import JPEG_QUALITY
 from .render import render_person
 
 __all__ = [
@@ -91,7 +89,6 @@ ICFG_JSON_NAMES = ("ICFG-PEDES.json", "ICFG_PEDES.json")
 _CUHK_JSON = "reid_raw.json"
 _RSTP_JSON = "data_captions.json"
 _IMGS = "imgs"
-_IN_PROGRESS = ".synthetic_in_progress"
 _CUHK_SOURCES = ("CUHK01", "CUHK03", "Market", "cam_a", "cam_b", "train_query", "test_query")
 _ICFG_PERIODS = ("morning", "noon", "afternoon")
 # Stream tags of this module (appearance.py 1..5, thermal.py 101.., sysu_regdb 111.., captions 131).
@@ -255,65 +252,16 @@ def _record(what: str, config: SyntheticPedesConfig, json_name: str) -> dict:
             "counts": {_IMGS: config.num_images}, "files": [json_name]}
 
 
-def _count_images(folder: pathlib.Path) -> int:
-    """``.jpg`` files anywhere under ``folder`` (hidden temporary files excluded)."""
-    return sum(1 for _, _, names in os.walk(folder) for n in names
-               if n.endswith(".jpg") and not n.startswith("."))
-
-
-def _is_complete(data_dir: pathlib.Path, record: dict) -> bool:
-    """Whether ``data_dir`` holds ``record``, its annotation file and its image count."""
-    try:
-        if json.loads((data_dir / GENERATOR_RECORD).read_text()) != record:
-            return False
-    except (OSError, ValueError):
-        return False
-    if not all((data_dir / name).is_file() for name in record["files"]):
-        return False
-    return _count_images(data_dir / _IMGS) == record["counts"][_IMGS]
-
-
-def _prepare_dir(data_dir: pathlib.Path, what: str, json_names: tuple[str, ...]) -> None:
-    """Empties an earlier synthetic dataset (images and every annotation spelling); refuses
-    to touch a dataset the generator did not make.
-
-    Raises:
-        FileExistsError: ``data_dir`` holds images or an annotation file but no sign of the
-            generator.
-    """
-    ours = (data_dir / GENERATOR_RECORD).exists() or (data_dir / _IN_PROGRESS).exists()
-    images = data_dir / _IMGS
-    foreign = (images.is_dir() and any(images.iterdir())) or any(
-        (data_dir / name).exists() for name in json_names)
-    if foreign and not ours:
-        raise FileExistsError(f"{data_dir} already holds a {what} dataset that was not made by "
-                              "the synthetic generator; refusing to overwrite it")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / GENERATOR_RECORD).unlink(missing_ok=True)  # a rebuild must not look complete
-    atomic_write_bytes(data_dir / _IN_PROGRESS, b"")
-    for name in json_names:
-        (data_dir / name).unlink(missing_ok=True)
-    if images.is_dir():
-        shutil.rmtree(images)
-    images.mkdir()
-
-
 def _build(data_dir: pathlib.Path, record: dict, what: str, json_names: tuple[str, ...],
            write: Callable[[], list[dict]]) -> pathlib.Path:
-    """Writes the images and the annotation file unless complete; the record goes last."""
-    if _is_complete(data_dir, record):
-        logger.info("Synthetic %s already complete at %s; not rewriting", what, data_dir)
-        return data_dir
-    start = time.perf_counter()
-    _prepare_dir(data_dir, what, json_names)
-    entries = write()
-    atomic_write_json(data_dir / record["files"][0], entries)
-    atomic_write_json(data_dir / GENERATOR_RECORD, record)
-    (data_dir / _IN_PROGRESS).unlink(missing_ok=True)
-    logger.info("Wrote synthetic %s (%d images, %d captions) to %s in %.1f s", what,
-                len(entries), sum(len(e["captions"]) for e in entries), data_dir,
-                time.perf_counter() - start)
-    return data_dir
+    """Writes the images and the annotation file (every spelling removed first) unless
+    complete (see :func:`.build.build`)."""
+    def write_all() -> str:
+        entries = write()
+        atomic_write_json(data_dir / record["files"][0], entries)
+        return f"{len(entries)} images, {sum(len(e['captions']) for e in entries)} captions"
+
+    return build(data_dir, record, (_IMGS,), what, write_all, json_names)
 
 
 def _write_images(data_dir: pathlib.Path, config: SyntheticPedesConfig,

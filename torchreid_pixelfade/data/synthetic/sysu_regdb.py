@@ -33,18 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import pathlib
-import shutil
-import time
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
-from ...io import atomic_write_bytes, atomic_write_json
+from ...io import atomic_write_bytes
 from .appearance import (
     CameraStyle,
     camera_rng,
@@ -53,7 +49,8 @@ from .appearance import (
     sample_camera,
     sample_identity,
 )
-from .market1501 import GENERATOR_RECORD, JPEG_QUALITY
+from .build import build
+from .market1501 import JPEG_QUALITY
 from .render import render_person
 from .thermal import (
     ThermalCameraStyle,
@@ -81,7 +78,6 @@ VI_GENERATOR_VERSION = 1
 _GENERATOR_NAME = "torchreid_pixelfade.data.synthetic.sysu_regdb"
 SYSU_DATASET_DIR = "SYSU-MM01"
 REGDB_DATASET_DIR = "RegDB"
-_IN_PROGRESS = ".synthetic_in_progress"
 _SYSU_RGB_CAMERAS = (1, 2, 4, 5)
 _SYSU_IR_CAMERAS = (3, 6)
 _SYSU_INDOOR_RGB = (1, 2)
@@ -89,7 +85,6 @@ _SYSU_FOLDERS = tuple(f"cam{c}" for c in range(1, 7)) + ("exp",)
 _SYSU_ID_FILES = ("train_id.txt", "val_id.txt", "test_id.txt", "available_id.txt")
 _REGDB_FOLDERS = ("Visible", "Thermal", "idx")
 _REGDB_TRIALS = range(1, 11)
-_IMAGE_SUFFIXES = (".jpg", ".bmp")
 # Stream tags of this module (appearance.py uses 1..5, thermal.py 101..102).
 _TAG_SYSU_SPLIT = 111
 _TAG_SYSU_PRESENCE = 112
@@ -196,63 +191,6 @@ def _encode(image: np.ndarray, fmt: str, channels: int = 3) -> bytes:
     else:
         pil.save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def _count_images(folder: pathlib.Path) -> int:
-    """Number of ``.jpg`` / ``.bmp`` files anywhere under ``folder`` (hidden files excluded)."""
-    total = 0
-    for _, _, names in os.walk(folder):
-        total += sum(1 for n in names if n.endswith(_IMAGE_SUFFIXES) and not n.startswith("."))
-    return total
-
-
-def _is_complete(data_dir: pathlib.Path, record: dict) -> bool:
-    """Whether ``data_dir`` holds the record ``record``, the image counts and the index files
-    it lists."""
-    try:
-        if json.loads((data_dir / GENERATOR_RECORD).read_text()) != record:
-            return False
-    except (OSError, ValueError):
-        return False
-    if not all((data_dir / name).is_file() for name in record["files"]):
-        return False
-    return all(_count_images(data_dir / folder) == n for folder, n in record["counts"].items())
-
-
-def _prepare_dir(data_dir: pathlib.Path, folders: tuple[str, ...], what: str) -> None:
-    """Empties the folders of an earlier synthetic dataset; refuses to touch foreign data.
-
-    Raises:
-        FileExistsError: ``data_dir`` has non-empty ``folders`` but no sign of the generator.
-    """
-    ours = (data_dir / GENERATOR_RECORD).exists() or (data_dir / _IN_PROGRESS).exists()
-    existing = [f for f in folders if (data_dir / f).is_dir() and any((data_dir / f).iterdir())]
-    if existing and not ours:
-        raise FileExistsError(f"{data_dir} already holds a {what} dataset that was not made by "
-                              "the synthetic generator; refusing to overwrite it")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / GENERATOR_RECORD).unlink(missing_ok=True)  # a rebuild must not look complete
-    atomic_write_bytes(data_dir / _IN_PROGRESS, b"")
-    for folder in folders:
-        if (data_dir / folder).is_dir():
-            shutil.rmtree(data_dir / folder)
-        (data_dir / folder).mkdir()
-
-
-def _build(data_dir: pathlib.Path, record: dict, folders: tuple[str, ...], what: str,
-           write: Callable[[], int]) -> pathlib.Path:
-    """Runs ``write`` into a prepared ``data_dir`` unless it is complete; record written last."""
-    if _is_complete(data_dir, record):
-        logger.info("Synthetic %s already complete at %s; not rewriting", what, data_dir)
-        return data_dir
-    start = time.perf_counter()
-    _prepare_dir(data_dir, folders, what)
-    written = write()
-    atomic_write_json(data_dir / GENERATOR_RECORD, record)
-    (data_dir / _IN_PROGRESS).unlink(missing_ok=True)
-    logger.info("Wrote synthetic %s (%d images) to %s in %.1f s", what, written, data_dir,
-                time.perf_counter() - start)
-    return data_dir
 
 
 def _record(config: object, counts: dict[str, int], files: list[str]) -> dict:
@@ -366,7 +304,7 @@ def make_synthetic_sysu_mm01(
         _write_sysu_exp(data_dir, config)
         return written
 
-    return _build(data_dir, record, _SYSU_FOLDERS, "SYSU-MM01", write)
+    return build(data_dir, record, _SYSU_FOLDERS, "SYSU-MM01", write)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -478,4 +416,4 @@ def make_synthetic_regdb(
         _write_regdb_idx(data_dir, config, names)
         return 2 * sum(len(pairs) for pairs in names.values())
 
-    return _build(data_dir, record, _REGDB_FOLDERS, "RegDB", write)
+    return build(data_dir, record, _REGDB_FOLDERS, "RegDB", write)
