@@ -205,7 +205,9 @@ def _looks_like_option(token: str) -> bool:
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parses ``argv``; ``KEY VALUE`` overrides may come before, between or after options
-    (``... pixelfade.eps 0.05 --output X`` works), unknown options are refused."""
+    (``... pixelfade.eps 0.05 --output X`` works), unknown options are refused. After a ``--``
+    (needed to end a list option such as ``--rows``) every token is an override, so options go
+    before it."""
     args, extras = parser.parse_known_args(argv)
     unknown = [token for token in extras if _looks_like_option(token)]
     if unknown or (extras and not hasattr(args, "opts")):

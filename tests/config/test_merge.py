@@ -68,3 +68,12 @@ def test_data_type_is_checked():
     C.merge_opts(cfg, ["data.type", "video"])
     with pytest.raises(ValueError, match="Unknown data.type 'video'"):
         C.check_data_type(cfg)
+
+
+def test_none_only_where_the_default_is_none():
+    cfg = C.get_default_config()
+    for key in ("pixelfade.seed", "pixelfade.batch_size", "pixelfade.quantize"):
+        with pytest.raises(ValueError, match=key):
+            C.merge_opts(cfg, [key, "None"])
+    C.merge_opts(cfg, ["pixelfade.blur.sigma", "None", "pixelfade.mosaic.cell", "8"])
+    assert cfg.pixelfade.blur.sigma is None and cfg.pixelfade.mosaic.cell == 8

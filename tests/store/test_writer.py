@@ -167,3 +167,19 @@ def test_corrupt_input_can_be_skipped_and_listed(tiny_records, tmp_path):
     assert "not a readable image" in folder.skipped[0]["error"]
     # a re-run does not trip over the listed file again
     assert len(run(Counting(), copies, tmp_path / "out", root, skip_corrupt=True).skipped) == 1
+
+
+def test_a_stale_part_of_another_rank_does_not_undo_a_later_fix(tiny_records, tmp_path):
+    """A rank killed before merging left a part saying an input was unreadable; the input is
+    fixed and the run resumed by another part: the image must end up stored, not skipped."""
+    root, copies = corrupt_copy(tiny_records[1], tmp_path)
+    out = tmp_path / "out"
+    run(Counting(), copies, out, root, skip_corrupt=True, part=1)
+    bad = copies[1].relpath
+    skip = {"images": {}, "skipped": [{"source": bad, "error": "not a readable image"}]}
+    (out / "manifest.part-1.jsonl").write_text(json.dumps(skip) + "\n")  # never merged
+    shutil.copy(tiny_records[1][1].path, os.path.join(root, bad))  # the input is fixed
+    folder = run(Counting(), copies, out, root, part=0)
+    assert copies[1].output_key in folder.images and not folder.skipped
+    reopened = ProtectedFolder.open(out)
+    assert copies[1].output_key in reopened.images and not reopened.skipped

@@ -64,8 +64,9 @@ def _node_and_leaf(cfg: CN, key: str) -> tuple[CN | None, str]:
 
 
 def _checked(default: Any, value: Any, key: str) -> Any:
-    """``value`` if it may replace ``default`` (same type, either None, or list for tuple)."""
-    if default is None or value is None or type(value) is type(default):
+    """``value`` if it may replace ``default``: the same type, anything where the default is
+    None (an optional setting), or a list for a tuple."""
+    if default is None or type(value) is type(default):
         return value
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(default)(value)
@@ -128,8 +129,9 @@ def add_torchreid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation")
     parser.add_argument("--root", type=str, default="", help="path to the data root")
     parser.add_argument("opts", default=None, nargs="*", metavar="KEY VALUE",
-                        help="config overrides, e.g. pixelfade.eps 0.05 (after '--' when they "
-                             "follow a list option such as --rows or -s)")
+                        help="config overrides, e.g. pixelfade.eps 0.05; after a list option "
+                             "(--rows, --splits, -s, -t, --transforms) write '--' first, and put "
+                             "every option before that '--'")
 
 
 def merge_args(cfg: CN, args: argparse.Namespace) -> CN:

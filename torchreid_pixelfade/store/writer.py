@@ -18,6 +18,7 @@ listed as skipped included, is protected again.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -296,17 +297,22 @@ def merge_parts(folder: ProtectedFolder, part: int | str | None = None) -> Prote
         The merged folder.
     """
     with folder_lock(folder.path):
-        merged = ProtectedFolder.open(folder.path)
-        atomic_write_json(os.path.join(folder.path, MANIFEST), merged.to_manifest())
-        for path in glob.glob(os.path.join(folder.path, PART_PATTERN)):
-            name = os.path.basename(path)[len("manifest.part-"):-len(".jsonl")]
-            if part is not None and name == str(part):
-                os.remove(path)
-                continue
-            fd = try_lock(os.path.join(folder.path, part_lock_name(name)))
-            if fd is not None:  # no live writer: it can only start after this merge
-                os.remove(path)
-                unlock(fd)
+        return _merge(folder.path, part)
+
+
+def _merge(path: str, part: int | str | None) -> ProtectedFolder:
+    """:func:`merge_parts` for a caller that holds the folder lock."""
+    merged = ProtectedFolder.open(path)
+    atomic_write_json(os.path.join(path, MANIFEST), merged.to_manifest())
+    for part_path in glob.glob(os.path.join(path, PART_PATTERN)):
+        name = os.path.basename(part_path)[len("manifest.part-"):-len(".jsonl")]
+        if part is not None and name == str(part):
+            os.remove(part_path)
+            continue
+        fd = try_lock(os.path.join(path, part_lock_name(name)))
+        if fd is not None:  # no live writer: it can only start after this merge
+            os.remove(part_path)
+            unlock(fd)
     return merged
 
 
@@ -342,11 +348,18 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
     source_root = check_root(os.path.abspath(os.fspath(source_root)), "source_root")
     check_records(records, out_dir, source_root, part)
     os.makedirs(out_dir, exist_ok=True)
-    with part_lock(out_dir, part):
+    with contextlib.ExitStack() as held:
         with folder_lock(out_dir):
+            # the part lock is taken under the folder lock, where every check of other writers'
+            # liveness runs, so no check sees it half-taken; it is held until the run ends
+            held.enter_context(part_lock(out_dir, part))
+            _drop_unfinished_line(os.path.join(out_dir, part_name(part)))
             folder = open_for_writing(out_dir, identity, source_root)
             _clean_temp_files(out_dir, part)
-            _drop_unfinished_line(os.path.join(out_dir, part_name(part)))
+            if glob.glob(os.path.join(out_dir, PART_PATTERN)):
+                # parts left by interrupted runs go into manifest.json first, so that what this
+                # run records is applied after them whatever the parts' names
+                folder = _merge(out_dir, part)
         todo = pending(records, folder)
         if not todo and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
             return folder  # all done before: nothing is written
