@@ -17,14 +17,17 @@ KEYS = {"settings", "privacy", "protection", "num_query", "num_gallery", "model"
 @pytest.mark.slow
 def test_demo_quick_writes_its_files(tmp_path):
     assert main(["demo", "--quick", "--output", str(tmp_path), "--device", "cpu"]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results-quick.json").read_text())
     assert set(results) >= KEYS and set(results["settings"]) == {"O2O", "P2P", "O2P", "P2O"}
-    assert (tmp_path / "results.md").exists() and (tmp_path / "grid.png").exists()
+    assert (tmp_path / "results-quick.md").exists() and (tmp_path / "grid-quick.png").exists()
     # a second run reuses data, weights and protected images
-    mtime = os.stat(tmp_path / "protected" / "manifest.json").st_mtime_ns
+    manifest = tmp_path / "protected-quick" / "manifest.json"
+    mtime = os.stat(manifest).st_mtime_ns
     assert main(["demo", "--quick", "--output", str(tmp_path), "--device", "cpu"]) == 0
-    assert json.loads((tmp_path / "results.json").read_text())["settings"] == results["settings"]
-    assert os.stat(tmp_path / "protected" / "manifest.json").st_mtime_ns == mtime
+    again = json.loads((tmp_path / "results-quick.json").read_text())
+    assert again["settings"] == results["settings"] and os.stat(manifest).st_mtime_ns == mtime
+    # the quick run's outputs never stand in for the full demo's
+    assert not (tmp_path / "train").exists() and not (tmp_path / "protected").exists()
 
 
 @pytest.mark.slow
@@ -132,3 +135,15 @@ def test_config_files_must_be_yaml(tmp_path):
     (tmp_path / "evil.py").write_text("raise SystemExit('executed')\n")
     with pytest.raises(ValueError, match="must be YAML"):
         C.merge_file(C.get_default_config(), str(tmp_path / "evil.py"))
+
+
+def test_overrides_swallowed_by_list_options_are_taken_back():
+    args = parse_args(build_parser(), ["protect", "--weights", "w", "--output", "o", "-s",
+                                       "market1501", "data.height", "64", "pixelfade.steps", "3"])
+    assert args.sources == ["market1501"]
+    assert args.opts == ["data.height", "64", "pixelfade.steps", "3"]
+    args = parse_args(build_parser(), ["protect", "--weights", "w", "--output", "o",
+                                       "--transforms", "random_flip", "data.height", "64",
+                                       "--log-level", "DEBUG"])
+    assert args.transforms == ["random_flip"] and args.opts == ["data.height", "64"]
+    assert args.log_level == "DEBUG"  # also accepted after the sub-command

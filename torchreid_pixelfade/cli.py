@@ -99,6 +99,8 @@ def positive_int(text: str) -> int:
 def _device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda "
                                                        "when available)")
+    parser.add_argument("--log-level", default=argparse.SUPPRESS,
+                        help="logging level (default INFO; DEBUG shows tracebacks)")
 
 
 def _add_protect(commands) -> argparse.ArgumentParser:
@@ -203,12 +205,34 @@ def _looks_like_option(token: str) -> bool:
         return True
 
 
+#: List options whose values never contain a dot, so a ``KEY VALUE`` override they swallowed
+#: (``-s market1501 data.height 64``) can be told apart and handed back.
+LIST_OPTIONS = ("sources", "targets", "transforms")
+
+
+def _is_config_key(token: str) -> bool:
+    parts = token.split(".")
+    return len(parts) > 1 and all(part.isidentifier() for part in parts)
+
+
+def _take_back_overrides(args: argparse.Namespace) -> None:
+    """Moves ``KEY VALUE`` overrides swallowed by a list option (``-s``, ``-t``,
+    ``--transforms``) from the option back to the overrides."""
+    for name in LIST_OPTIONS:
+        values = getattr(args, name, None) or []
+        cut = next((i for i, token in enumerate(values) if _is_config_key(token)), None)
+        if cut is not None:
+            setattr(args, name, values[:cut])
+            args.opts = values[cut:] + list(args.opts or [])
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parses ``argv``; ``KEY VALUE`` overrides may come before, between or after options
     (``... pixelfade.eps 0.05 --output X`` works), unknown options are refused. After a ``--``
     (needed to end a list option such as ``--rows``) every token is an override, so options go
     before it."""
     args, extras = parser.parse_known_args(argv)
+    _take_back_overrides(args)
     unknown = [token for token in extras if _looks_like_option(token)]
     if unknown or (extras and not hasattr(args, "opts")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")

@@ -137,7 +137,7 @@ def test_other_settings_are_refused(tiny_records, tmp_path):
     root, records = tiny_records
     run(Counting(), records[:2], tmp_path, root)
     other = ProtectionIdentity(**{**IDENTITY.__dict__, "model": "other"})
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other settings \\(model: 'tiny' -> 'other'\\)"):
         run(Counting(), records[:2], tmp_path, root, identity=other)
 
 

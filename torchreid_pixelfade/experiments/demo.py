@@ -58,20 +58,23 @@ def run_demo(output: str = "pixelfade-demo", device: str = "cpu", quick: bool = 
     """Runs the whole demo into ``output``; returns the results dictionary.
 
     Every stage is resumable: the dataset, the trained weights and the protected images are
-    reused when a previous run left them complete.
+    reused when a previous run left them complete. A ``quick`` run keeps its own weights,
+    protected images and results (``train-quick/``, ``protected-quick/``,
+    ``results-quick.json``, ``grid-quick.png``), so it never stands in for the full demo.
     """
     began = time.perf_counter()
+    suffix = "-quick" if quick else ""
     data_root = os.path.join(output, "data")
     make_synthetic_market1501(data_root, synthetic_config(quick))
-    cfg = demo_config(data_root, os.path.join(output, "train"), quick)
+    cfg = demo_config(data_root, os.path.join(output, f"train{suffix}"), quick)
     weights = os.path.join(cfg.data.save_dir, "model.pth")
     if not os.path.exists(weights):
         torch.manual_seed(cfg.train.seed)
         weights = train(cfg, device)
-    protected = os.path.join(output, "protected")
+    protected = os.path.join(output, f"protected{suffix}")
     protect_dataset(cfg, weights, protected, ("query", "gallery"), device)
-    results = evaluate_folder(cfg, weights, protected, os.path.join(output, "results.json"),
-                              device).to_dict()
-    comparison_grid(protected, os.path.join(output, "grid.png"))
+    results = evaluate_folder(cfg, weights, protected,
+                              os.path.join(output, f"results{suffix}.json"), device).to_dict()
+    comparison_grid(protected, os.path.join(output, f"grid{suffix}.png"))
     logger.info("demo finished in %.0f s; see %s", time.perf_counter() - began, output)
     return results

@@ -58,6 +58,16 @@ class ProtectionIdentity:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def differences(self, other: "ProtectionIdentity") -> list[str]:
+        """``'key: mine -> theirs'`` for every field (hyper-parameters one by one) in which
+        ``other`` differs from this identity, ignoring fields this one left empty."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        found = [f"hparams.{k}: {mine['hparams'].get(k)!r} -> {theirs['hparams'].get(k)!r}"
+                 for k in sorted(set(mine["hparams"]) | set(theirs["hparams"]))
+                 if mine["hparams"].get(k) != theirs["hparams"].get(k)]
+        return found + [f"{k}: {mine[k]!r} -> {theirs[k]!r}" for k in mine
+                        if k != "hparams" and mine[k] not in ((), [], "") and mine[k] != theirs[k]]
+
     def accepts(self, other: "ProtectionIdentity") -> bool:
         """Whether a run with identity ``other`` may write into a folder with this one.
 

@@ -164,7 +164,8 @@ def open_for_writing(out_dir: str, identity: ProtectionIdentity,
     if not folder.identity.accepts(identity):
         raise ValueError(
             f"{os.path.join(out_dir, MANIFEST)}: this folder holds images protected with other "
-            f"settings ({folder.identity.to_dict()}); choose another output folder")
+            f"settings ({'; '.join(folder.identity.differences(identity)[:6])}); choose another "
+            f"output folder")
     if not _same_folder(folder.source_root, source_root):
         raise ValueError(
             f"{os.path.join(out_dir, MANIFEST)}: this folder holds images of the source root "
