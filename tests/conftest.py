@@ -95,3 +95,15 @@ def tiny_records(tiny_market):
     dataset = tr.data.datasets.init_image_dataset("market1501", root=tiny_market, mode="query",
                                                   verbose=False)
     return records_from_dataset(dataset, ("query", "gallery"))
+
+
+@pytest.fixture
+def native_kernels():
+    """oneDNN (mkldnn) off for the test: its CPU kernels differ in the last bit between batch
+    sizes, PyTorch's native ones do not for the tiny model."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled

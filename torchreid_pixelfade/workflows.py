@@ -47,6 +47,12 @@ def build_authorized_model(cfg, weights: str, device: str | torch.device) -> Aut
                            name=cfg.model.name).to(device)
 
 
+def check_data_root(root: str) -> None:
+    """Raises ``FileNotFoundError`` naming ``root`` unless it is a folder."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+
+
 def check_dataset_folders(root: str, names: Sequence[str]) -> None:
     """Checks that each torchreid dataset's folder exists under ``root`` before torchreid sees it
     (torchreid would create folders and try to download a missing dataset).
@@ -57,8 +63,7 @@ def check_dataset_folders(root: str, names: Sequence[str]) -> None:
     """
     from ._torchreid import image_datasets
 
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+    check_data_root(root)
     registered = image_datasets()
     for name in names:
         if name not in registered:
@@ -151,8 +156,7 @@ def vi_test_set(cfg):
     if len(cfg.data.targets) != 1:
         raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
     name, root = cfg.data.targets[0], cfg.data.root
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+    check_data_root(root)
     if name in ("sysu_mm01", "sysu_mm01_indoor"):
         mode = "indoor" if name.endswith("indoor") else cfg.visible_infrared.mode
         return read_sysu_mm01(root, mode).test

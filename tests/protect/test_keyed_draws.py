@@ -16,16 +16,6 @@ KEYS = [f"gallery/{i:04d}.png" for i in range(8)]
 DRAWING = {"pixelfade": {"steps": 8, "eps": 5e-4}, "avih": {"steps": 8}}
 
 
-@pytest.fixture
-def native_kernels():
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
-
-
 def in_batches(protector, images, order, size):
     """The protected images, protected ``size`` at a time in ``order``, back in input order."""
     out = torch.empty_like(images)

@@ -9,21 +9,9 @@ which can change a feature in its last bit and so, through the 8-bit rounding, a
 import hashlib
 import json
 
-import pytest
-import torch
 
 from torchreid_pixelfade.protect import PixelFade
 from torchreid_pixelfade.store import protect_records, protection_identity
-
-
-@pytest.fixture
-def native_kernels():
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
 
 
 def pngs(folder):

@@ -62,7 +62,8 @@ class ProtectionOptions:
 
     def __post_init__(self) -> None:
         if self.report_setting not in SETTINGS:
-            raise ValueError(f"report_setting must be one of {SETTINGS}, got {self.report_setting!r}")
+            raise ValueError(f"report_setting must be one of {SETTINGS}, "
+                             f"got {self.report_setting!r}")
         unknown = set(self.protect) - {"query", "gallery"}
         if unknown:
             raise ValueError(f"protect takes 'query' and/or 'gallery', got {sorted(unknown)}")

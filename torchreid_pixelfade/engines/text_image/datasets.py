@@ -47,6 +47,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ...data.registry import LazyDatasets
 from ...store.records import ImageRecord
 
 __all__ = [
@@ -475,25 +476,14 @@ def _make_class(name: str) -> type:
                 {"__init__": __init__, "__doc__": doc, "t2i_name": name, "__module__": __name__})
 
 
-_CLASSES: dict[str, type] = {}
-_CLASS_NAMES = frozenset(fmt.title.replace("-", "") for fmt in T2I_DATASETS.values())
-
-
-def _dataset_classes() -> dict[str, type]:
-    """``{name: class}`` of every T2I dataset, built once (so re-registration is a no-op)."""
-    if not _CLASSES:
-        _CLASSES.update({name: _make_class(name) for name in T2I_DATASETS})
-    return _CLASSES
+_DATASETS = LazyDatasets(lambda: {name: _make_class(name) for name in T2I_DATASETS},
+                         (fmt.title.replace("-", "") for fmt in T2I_DATASETS.values()))
 
 
 def __getattr__(name: str) -> type:
     """The dataset classes by class name (``CUHKPEDES``, ``ICFGPEDES``, ``RSTPReid``), built on
     first use, so that pickled dataset instances (spawned DataLoader workers) find their class."""
-    if name in _CLASS_NAMES:  # anything else must not load torchreid
-        for cls in _dataset_classes().values():
-            if cls.__name__ == name:
-                return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _DATASETS.by_class_name(__name__, name)
 
 
 def register_t2i_datasets() -> list[str]:
@@ -503,8 +493,4 @@ def register_t2i_datasets() -> list[str]:
     Returns:
         The registered names.
     """
-    from ..._torchreid import register_image_dataset
-    classes = _dataset_classes()
-    for name, cls in classes.items():
-        register_image_dataset(name, cls)
-    return list(classes)
+    return _DATASETS.register()

@@ -32,6 +32,7 @@ import os
 import pathlib
 from collections.abc import Iterable, Sequence
 
+from ...data.registry import LazyDatasets
 from ...store.records import ImageRecord
 
 __all__ = [
@@ -501,34 +502,25 @@ def _make_regdb_class(trial: int) -> type:
                  "__module__": __name__})
 
 
-_CLASSES: dict[str, type] = {}
-_CLASS_NAMES = frozenset({"SYSUMM01", "SYSUMM01Indoor"} | {f"RegDBTrial{t}" for t in REGDB_TRIALS})
-
-
 def regdb_dataset_name(trial: int) -> str:
     """The torchreid dataset name of RegDB trial ``trial`` (``regdb`` is trial 1 too)."""
     return f"regdb_trial{trial}"
 
 
-def _dataset_classes() -> dict[str, type]:
-    """``{name: class}`` of every VI dataset, built once (so re-registration is a no-op)."""
-    if not _CLASSES:
-        _CLASSES["sysu_mm01"] = _make_sysu_class("all")
-        _CLASSES["sysu_mm01_indoor"] = _make_sysu_class("indoor")
-        regdb = {t: _make_regdb_class(t) for t in REGDB_TRIALS}
-        _CLASSES["regdb"] = regdb[1]
-        _CLASSES.update({regdb_dataset_name(t): cls for t, cls in regdb.items()})
-    return _CLASSES
+def _build_classes() -> dict[str, type]:
+    regdb = {t: _make_regdb_class(t) for t in REGDB_TRIALS}
+    return {"sysu_mm01": _make_sysu_class("all"), "sysu_mm01_indoor": _make_sysu_class("indoor"),
+            "regdb": regdb[1], **{regdb_dataset_name(t): cls for t, cls in regdb.items()}}
+
+
+_DATASETS = LazyDatasets(_build_classes, {"SYSUMM01", "SYSUMM01Indoor"} |
+                         {f"RegDBTrial{t}" for t in REGDB_TRIALS})
 
 
 def __getattr__(name: str) -> type:
     """The dataset classes by class name (``SYSUMM01``, ``RegDBTrial3`` ...), built on first
     use, so that pickled dataset instances (spawned DataLoader workers) find their class."""
-    if name in _CLASS_NAMES:  # anything else must not load torchreid
-        for cls in _dataset_classes().values():
-            if cls.__name__ == name:
-                return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _DATASETS.by_class_name(__name__, name)
 
 
 def register_vi_datasets() -> list[str]:
@@ -541,8 +533,4 @@ def register_vi_datasets() -> list[str]:
     Returns:
         The registered names.
     """
-    from ..._torchreid import register_image_dataset
-    classes = _dataset_classes()
-    for name, cls in classes.items():
-        register_image_dataset(name, cls)
-    return list(classes)
+    return _DATASETS.register()
