@@ -45,3 +45,24 @@ def test_protect_and_evaluate_infrared_gallery(tiny_sysu, tmp_path):
 def test_unknown_scenario_target_is_named(tiny_sysu, tmp_path):
     assert main(["protect", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
                  "--weights", "w.pth", "--output", str(tmp_path / "p"), "-t", "market1501"]) == 2
+
+
+def test_train_then_protect_with_the_trained_weights(tiny_sysu, tmp_path):
+    save = tmp_path / "log"
+    common = ["--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
+              "data.height", "64", "data.width", "32"]
+    assert main(["train", *common, "data.save_dir", str(save), "train.max_epoch", "1",
+                 "train.batch_size", "4", "sampler.num_instances", "2",
+                 "visible_infrared.batches_per_epoch", "2", "visible_infrared.trials", "[0]"]) == 0
+    weights = save / "model.pth"
+    state = torch.load(weights, weights_only=True)
+    assert state["classifier.weight"].shape[0] == 3  # 2 train + 1 val identity (AGW trains on both)
+    assert (save / "config.yaml").is_file()
+    assert main(["protect", *common, "--weights", str(weights), "--output", str(tmp_path / "p"),
+                 "--no-progress", "pixelfade.protector", "blur"]) == 0
+
+
+def test_batch_size_must_split_into_identities(tiny_sysu, tmp_path):
+    assert main(["train", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
+                 "data.save_dir", str(tmp_path), "train.batch_size", "6",
+                 "sampler.num_instances", "4"]) == 2

@@ -78,10 +78,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Protectors side by side: Re-ID (Table 1), privacy and recovery attack (Table 2)."""
-    from .experiments.report import ABLATION_ROWS, AttackConfig, run_report
+    from .experiments.report import ABLATION_ROWS, AttackConfig, default_rows, run_report
 
     cfg = C.config_from_args(args)
-    rows = list(args.rows) + (list(ABLATION_ROWS) if args.ablations else [])
+    rows = (list(args.rows) if args.rows else None)
+    if args.ablations:
+        rows = [*(rows or default_rows(cfg)), *ABLATION_ROWS]
     attack = AttackConfig(train_images=args.attack_train_images, epochs=args.attack_epochs,
                           width=args.attack_width)
     run_report(cfg, args.weights, args.output, rows, attack, device=args.device)
@@ -158,10 +160,11 @@ def _add_report(commands) -> argparse.ArgumentParser:
                                                 "recovery attack (paper Tables 1-4, Fig. 3)")
     report.add_argument("--weights", required=True, help="authorised model weights")
     report.add_argument("--output", required=True, help="output folder (resumable)")
-    report.add_argument("--rows", nargs="+", default=["identity", "blur", "mosaic", "avih",
-                                                      "pixelfade"],
+    report.add_argument("--rows", nargs="+", default=None,
                         help="protectors, optionally with options: pixelfade:noise_weight=0.6 "
-                             "(end the list with -- before KEY VALUE overrides)")
+                             "(end the list with -- before KEY VALUE overrides; default: the "
+                             "paper's, identity blur mosaic avih pixelfade for images, identity "
+                             "avih pixelfade for data.type visible_infrared/text_image)")
     report.add_argument("--ablations", action="store_true",
                         help="add the PixelFade ablation rows of Tables 3 and 4")
     report.add_argument("--attack-train-images", type=int, default=1000,

@@ -62,3 +62,37 @@ def test_report_end_to_end_on_synthetic(tiny_market, tmp_path):
     mtime = os.stat(out / "pixelfade" / "test" / "manifest.json").st_mtime_ns
     run_report(cfg, weights, str(out), rows, attack)
     assert os.stat(out / "pixelfade" / "test" / "manifest.json").st_mtime_ns == mtime
+
+
+VI_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "visible_infrared",
+                         "osnet_x0_25_sysu_mm01_128x64.yaml")
+
+
+@pytest.mark.slow
+def test_report_on_protected_infrared_images(tmp_path):
+    """Table 6 shape: the VI settings as columns, the IR training images as the attacker's."""
+    from torchreid_pixelfade.data.synthetic import SyntheticSysuConfig, make_synthetic_sysu_mm01
+    from torchreid_pixelfade.engines.visible_infrared.model import build_vi_model
+
+    root = tmp_path / "data"
+    make_synthetic_sysu_mm01(str(root), SyntheticSysuConfig(
+        num_train_ids=2, num_val_ids=1, num_test_ids=3, images_per_id_per_camera=1,
+        height=64, width=32))
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save(build_vi_model("osnet_x0_25", num_classes=3).state_dict(), weights)
+    cfg = C.get_default_config()
+    C.merge_file(cfg, VI_CONFIG)
+    C.merge_opts(cfg, ["data.root", str(root), "data.height", "64", "data.width", "32",
+                       "pixelfade.steps", "2", "visible_infrared.trials", "[0]"])
+    cfg.freeze()
+    out = tmp_path / "report"
+    results = run_report(cfg, weights, str(out), None, AttackConfig(
+        train_images=4, epochs=1, width=4, batch_size=2))
+    assert [r["row"] for r in results] == ["identity", "avih", "pixelfade"]
+    table = (out / "report.md").read_text()
+    assert "O2P:rgb_to_ir R1" in table and "P2O:ir_to_rgb R1" in table
+    manifest = json.loads((out / "identity" / "train" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 4 and all(
+        "cam3" in k or "cam6" in k for k in manifest["images"])  # IR training images only
+    assert results[0]["settings"]["O2P:rgb_to_ir"] == results[0]["settings"]["O2O:rgb_to_ir"]

@@ -11,7 +11,7 @@ import argparse
 
 from yacs.config import CfgNode as CN
 
-from .engines import (DATA_TYPES, check_data_type, vi_evaluation_kwargs,
+from .engines import (DATA_TYPES, check_data_type, vi_evaluation_kwargs, vi_training_kwargs,
                       visible_infrared_defaults)
 from .merge import (add_torchreid_arguments, merge_args, merge_file, merge_opts,
                     parse_overrides, parse_value)
@@ -35,7 +35,8 @@ def config_from_args(args: argparse.Namespace) -> CN:
     return merge_args(get_default_config(), args)
 
 
-__all__ = ["DATA_TYPES", "check_data_type", "vi_evaluation_kwargs", "visible_infrared_defaults",
+__all__ = ["DATA_TYPES", "check_data_type", "vi_evaluation_kwargs", "vi_training_kwargs",
+           "visible_infrared_defaults",
            "get_default_config", "config_from_args", "add_torchreid_arguments", "merge_args",
            "merge_file", "merge_opts", "parse_overrides", "parse_value", "check_run_options", "option_key",
            "protection_defaults", "protection_options", "protector_kwargs", "protector_node",

@@ -15,6 +15,7 @@ def visible_infrared_defaults() -> CN:
     node.trials = []  # [] = the protocol's (SYSU gallery draws 0..9; RegDB the dataset's trial)
     node.directions = []  # [] = default (SYSU both 'rgb_to_ir' and 'ir_to_rgb'; RegDB rgb_to_ir)
     node.feature = "bn"  # authorised feature: 'bn' (un-normalised BNNeck output) or 'pool'
+    node.batches_per_epoch = 0  # training: paired batches per epoch; 0 = about one pass
     return node
 
 
@@ -35,3 +36,27 @@ def vi_evaluation_kwargs(cfg: CN) -> dict:
     node = cfg.visible_infrared
     return {"directions": list(node.directions) or None, "mode": None, "shot": node.shot,
             "trials": list(node.trials) or None, "batch_size": cfg.test.batch_size}
+
+
+def vi_training_kwargs(cfg: CN) -> dict:
+    """``{"data": ..., "engine": ...}`` keyword arguments of ``build_vi_datamanager`` and
+    ``build_vi_engine`` (torchreid's idiom: ``train.batch_size`` = P identities x
+    ``sampler.num_instances`` K images, per modality; AGW: 8 x 4).
+
+    Raises:
+        ValueError: if ``train.batch_size`` is not a multiple of ``sampler.num_instances``.
+    """
+    batch, num_pos = cfg.train.batch_size, cfg.sampler.num_instances
+    if num_pos < 1 or batch % num_pos or batch < num_pos:
+        raise ValueError(f"train.batch_size {batch} must be a positive multiple of "
+                         f"sampler.num_instances {num_pos} (P identities x K images)")
+    node = cfg.visible_infrared
+    data = {"num_ids": batch // num_pos, "num_pos": num_pos, "workers": cfg.data.workers,
+            "seed": cfg.train.seed, "num_batches": node.batches_per_epoch or None}
+    smoothing = 0.1 if cfg.loss.softmax.label_smooth else 0.0
+    engine = {"lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
+              "warmup": cfg.train.warmup_epochs, "milestones": tuple(cfg.train.stepsize),
+              "label_smoothing": smoothing, "triplet_weight": cfg.loss.triplet.weight_t,
+              **{k: v for k, v in vi_evaluation_kwargs(cfg).items() if k != "batch_size"},
+              "batch_size_test": cfg.test.batch_size}
+    return {"data": data, "engine": engine}

@@ -26,7 +26,6 @@ import torch
 
 from .. import config as C
 from ..attack import load_attacker, recover, run_attack
-from ..evaluation import SETTINGS
 from ..io import atomic_write_bytes, atomic_write_json, load_images, write_image_grid
 from ..protect import list_protectors
 from ..store import ProtectedFolder
@@ -35,6 +34,8 @@ from ..workflows import evaluate_folder, protect_dataset
 logger = logging.getLogger(__name__)
 
 PAPER_ROWS = ("identity", "blur", "mosaic", "avih", "pixelfade")
+#: The rows of Tables 5 and 6 (text-to-image, visible-infrared): unprotected, AVIH, PixelFade.
+CROSS_MODAL_ROWS = ("identity", "avih", "pixelfade")
 ABLATION_ROWS = ("pixelfade:noise_weight=0.2", "pixelfade:noise_weight=0.4",
                  "pixelfade:noise_weight=0.6", "pixelfade:noise_weight=0.8",
                  "pixelfade:target='zeros'", "pixelfade:target='other'",
@@ -113,13 +114,20 @@ def _matching(attack: dict) -> str:
     return f"{_pct(scores['rank1'])} / {_pct(scores['mean_rank_percentile'])}"
 
 
+def default_rows(cfg) -> tuple[str, ...]:
+    """The paper's rows for ``data.type``: Tables 1-2 for images, Tables 5-6 otherwise."""
+    return PAPER_ROWS if C.check_data_type(cfg) == "image" else CROSS_MODAL_ROWS
+
+
 def tables_markdown(rows: Sequence[dict]) -> str:
-    """Table 1 (Re-ID, four settings) and Table 2 (privacy and recovery) as markdown."""
-    head = " | ".join(f"{s} R1 | {s} mAP | {s} mINP" for s in SETTINGS)
-    lines = ["### Re-ID accuracy on protected images (Table 1 shape, %)", "",
-             f"| method | {head} |", "|---" * (1 + 3 * len(SETTINGS)) + "|"]
+    """Re-ID per setting (Table 1, 5 or 6 shape: the settings the rows hold) and privacy and
+    recovery (Table 2 shape) as markdown."""
+    settings = list(rows[0]["settings"]) if rows else []
+    head = " | ".join(f"{s} R1 | {s} mAP | {s} mINP" for s in settings)
+    lines = ["### Re-ID accuracy on protected images (%)", "",
+             f"| method | {head} |", "|---" * (1 + 3 * len(settings)) + "|"]
     for r in rows:
-        cells = [_pct(r["settings"][s][k]) for s in SETTINGS for k in ("rank1", "mAP", "mINP")]
+        cells = [_pct(r["settings"][s][k]) for s in settings for k in ("rank1", "mAP", "mINP")]
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     lines += ["", "### Privacy and recovery attack (Table 2 shape)", "",
               "| method | protected SSIM | protected PSNR | AD | recovered SSIM | recovered PSNR "
@@ -160,9 +168,11 @@ def figure(rows: Sequence[dict], out_dir: str, path: str, index: int = 0) -> Non
                      path)
 
 
-def run_report(cfg, weights: str, out_dir: str, rows: Sequence[str] = PAPER_ROWS,
+def run_report(cfg, weights: str, out_dir: str, rows: Sequence[str] | None = None,
                attack: AttackConfig = AttackConfig(), device: str = "cpu") -> list[dict]:
-    """Runs every row and writes ``report.md``, ``report.json`` and ``figure.png``."""
+    """Runs every row (default: :func:`default_rows`) and writes ``report.md``,
+    ``report.json`` and ``figure.png``."""
+    rows = default_rows(cfg) if rows is None else rows
     for row in rows:  # every row checked before hours of protection start
         row_config(cfg, row)
     results = []

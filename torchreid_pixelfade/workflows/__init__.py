@@ -12,32 +12,18 @@ from typing import Sequence
 
 import torch
 
-from . import config as C
-from . import distributed
-from .data.layouts import check_dataset
-from .io import atomic_write_bytes, atomic_write_json
-from .models import AuthorizedModel, build_reid_model, load_weights
-from .protect import build_protector
-from .store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
+from .. import config as C
+from .. import distributed
+from ..data.layouts import check_dataset
+from ..io import atomic_write_bytes, atomic_write_json
+from ..models import AuthorizedModel, build_reid_model, load_weights
+from ..protect import build_protector
+from ..store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
                     protect_records, protection_identity, records_from_dataset)
+from .common import (check_or_warn, check_data_root, check_same_model, default_device,
+                     prepare_run, resume_training)
 
 logger = logging.getLogger(__name__)
-
-
-def default_device() -> str:
-    """``'cuda'`` when a GPU is visible, else ``'cpu'``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def prepare_run(cfg) -> str:
-    """Writes the resolved ``cfg`` to ``data.save_dir/config.yaml`` and seeds Python, numpy and
-    torch with ``train.seed`` (torchreid's ``set_random_seed``); returns the config's path."""
-    from ._torchreid import tr
-
-    path = os.path.join(cfg.data.save_dir, "config.yaml")
-    atomic_write_bytes(path, cfg.dump().encode())
-    tr.utils.set_random_seed(cfg.train.seed)
-    return path
 
 
 def build_authorized_model(cfg, weights: str, device: str | torch.device) -> AuthorizedModel:
@@ -45,12 +31,6 @@ def build_authorized_model(cfg, weights: str, device: str | torch.device) -> Aut
     net = load_weights(build_reid_model(cfg.model.name, loss=cfg.loss.name), weights)
     return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std,
                            name=cfg.model.name).to(device)
-
-
-def check_data_root(root: str) -> None:
-    """Raises ``FileNotFoundError`` naming ``root`` unless it is a folder."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
 
 
 def check_dataset_folders(root: str, names: Sequence[str]) -> None:
@@ -61,7 +41,7 @@ def check_dataset_folders(root: str, names: Sequence[str]) -> None:
         FileNotFoundError: naming the path that was expected.
         ValueError: for a name torchreid does not know (the valid ones are listed).
     """
-    from ._torchreid import image_datasets
+    from .._torchreid import image_datasets
 
     check_data_root(root)
     registered = image_datasets()
@@ -82,7 +62,7 @@ def dataset_records(cfg, splits: Sequence[str] = ("query", "gallery")
         FileNotFoundError: if the dataset's folder is missing.
         ValueError: for an unreadable dataset (its folder and the problem are named).
     """
-    from ._torchreid import tr
+    from .._torchreid import tr
 
     if len(cfg.data.targets) != 1:
         raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
@@ -104,8 +84,9 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
                     limit: int | None = None, max_ids: int | None = None) -> ProtectedFolder:
     """Protects ``splits`` of the target dataset of ``cfg`` into ``out_dir``.
 
-    With ``data.type visible_infrared`` the infrared test images are protected (the gallery of
-    RGB-to-IR search), whatever ``splits`` says; the authorised model is the thermal path.
+    With ``data.type visible_infrared`` the infrared images of ``splits`` are protected (test:
+    the gallery of RGB-to-IR search; train: the source's IR training images); the authorised
+    model is the thermal path.
     Under torchrun each rank protects a disjoint shard of the images on its own device into its
     own manifest part; the folder is complete and merged when every rank has returned.
 
@@ -121,11 +102,10 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
     context = distributed.context_from_env()
     device = distributed.rank_device(context, device)
     if C.check_data_type(cfg) == "visible_infrared":
-        test_set = vi_test_set(cfg)
-        model = vi_models(cfg, weights, device)[1]
-        from .engines.visible_infrared.task import infrared_test_records
+        from .visible_infrared import infrared_records, vi_models
 
-        source_root, records = test_set.dataset_dir, infrared_test_records(test_set)
+        source_root, records = infrared_records(cfg, splits)
+        model = vi_models(cfg, weights, device)[1]
     else:
         source_root, records = dataset_records(cfg, splits)
         model = build_authorized_model(cfg, weights, device)
@@ -144,71 +124,6 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
     return ProtectedFolder.open(out_dir) if context.distributed else folder
 
 
-def vi_test_set(cfg):
-    """The test set of the (single) visible-infrared target of ``cfg``: ``sysu_mm01``,
-    ``sysu_mm01_indoor``, ``regdb`` (trial 1) or ``regdb_trial<N>``.
-
-    Raises:
-        ValueError: for another target name (the valid ones are listed).
-    """
-    from .engines.visible_infrared.datasets import read_regdb, read_sysu_mm01
-
-    if len(cfg.data.targets) != 1:
-        raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
-    name, root = cfg.data.targets[0], cfg.data.root
-    check_data_root(root)
-    if name in ("sysu_mm01", "sysu_mm01_indoor"):
-        mode = "indoor" if name.endswith("indoor") else cfg.visible_infrared.mode
-        return read_sysu_mm01(root, mode).test
-    trial = name[len("regdb_trial"):] if name.startswith("regdb_trial") else ""
-    if name == "regdb" or trial.isdigit():
-        return read_regdb(root, int(trial or 1))
-    raise ValueError(f"data.type visible_infrared: unknown target {name!r}; choose sysu_mm01, "
-                     f"sysu_mm01_indoor, regdb or regdb_trial1..regdb_trial10")
-
-
-def vi_models(cfg, weights: str, device: str | torch.device):
-    """``(visible, infrared)`` authorised models of the two-stream ``model.name`` with
-    ``weights`` (the thermal path's un-normalised ``visible_infrared.feature``)."""
-    from .engines.visible_infrared.model import build_vi_model
-    from .engines.visible_infrared.task import infrared_model, visible_model
-
-    net = load_weights(build_vi_model(cfg.model.name, num_classes=1), weights).to(device)
-    feature, norm = cfg.visible_infrared.feature, (cfg.data.norm_mean, cfg.data.norm_std)
-    return visible_model(net, *norm, feature=feature), infrared_model(net, *norm, feature=feature)
-
-
-def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
-    """Refuses to evaluate ``folder`` with another model or other weights than it was made with
-    (its features would not be the authorised ones, and the results would describe neither).
-
-    Raises:
-        ValueError: naming both models or both weight hashes.
-    """
-    from .store import file_sha256
-
-    recorded = folder.identity
-    if recorded.model != model_name:
-        raise ValueError(f"{folder.path} was protected with model {recorded.model!r}, not "
-                         f"{model_name!r}; evaluate with its model (or pass "
-                         f"--allow-other-weights to compare on purpose)")
-    digest = file_sha256(weights)
-    if recorded.weights_sha256 and recorded.weights_sha256 != digest:
-        raise ValueError(f"{folder.path} was protected with other weights (sha256 "
-                         f"{recorded.weights_sha256[:12]}...) than {weights} ({digest[:12]}...); "
-                         f"evaluate with its weights (or pass --allow-other-weights)")
-
-
-def _check_or_warn(folder: ProtectedFolder, model_name: str, weights: str,
-                   allow_other_weights: bool) -> None:
-    if allow_other_weights:
-        logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
-                       "protected with (%s)", folder.path, model_name, weights,
-                       folder.identity.model)
-    else:
-        check_same_model(folder, model_name, weights)
-
-
 def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
                     device: str | torch.device = "cpu", allow_other_weights: bool = False,
                     source_root: str | None = None):
@@ -223,19 +138,16 @@ def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = N
     Returns:
         The :class:`~torchreid_pixelfade.evaluation.EvaluationResult`.
     """
-    from .evaluation import evaluate_folder as evaluate
-    from .store import file_sha256
+    from ..evaluation import evaluate_folder as evaluate
+    from ..store import file_sha256
 
     folder = ProtectedFolder.open(protected, source_root=source_root)
     if C.check_data_type(cfg) == "visible_infrared":
-        from .engines.visible_infrared.task import evaluate_vi
+        from .visible_infrared import evaluate_vi_folder
 
-        visible, model = vi_models(cfg, weights, device)
-        _check_or_warn(folder, model.name, weights, allow_other_weights)
-        result = evaluate_vi(visible, model, folder, vi_test_set(cfg),
-                             **C.vi_evaluation_kwargs(cfg), device=device)
+        result = evaluate_vi_folder(cfg, weights, folder, device, allow_other_weights)
     else:
-        _check_or_warn(folder, cfg.model.name, weights, allow_other_weights)
+        check_or_warn(folder, cfg.model.name, weights, allow_other_weights)
         model = build_authorized_model(cfg, weights, device)
         result = evaluate(model, folder, **C.evaluation_kwargs(cfg), device=device)
     result.weights_sha256 = file_sha256(weights)
@@ -245,20 +157,8 @@ def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = N
     return result
 
 
-def resume_training(engine, path: str) -> int:
-    """Loads a torchreid checkpoint (model, optimizer, epoch); returns the epoch to start at."""
-    from .models import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    load_weights(engine.model, path)
-    if checkpoint.get("optimizer"):
-        engine.optimizer.load_state_dict(checkpoint["optimizer"])
-    logger.info("resumed %s at epoch %d", path, checkpoint.get("epoch", 0))
-    return int(checkpoint.get("epoch", 0))
-
-
 def _write_hook_results(cfg, results: dict) -> None:
-    from .evaluation import results_markdown
+    from ..evaluation import results_markdown
 
     single = next(iter(results.values())) if len(results) == 1 else results
     path = os.path.join(cfg.data.save_dir, "results.json")
@@ -275,11 +175,15 @@ def run(cfg, device: str | torch.device = "cpu"):
         The engine; with ``pixelfade.enabled`` its ``pixelfade_results`` hold, per target, the
         ``results.json`` dictionary, also written to ``data.save_dir``.
     """
-    from ._torchreid import tr
-    from .data.protected import register_datasets
-    from .engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
+    if C.check_data_type(cfg) == "visible_infrared":
+        from .visible_infrared import run_vi
+
+        return run_vi(cfg, device)
+    from .._torchreid import tr
+    from ..data.protected import register_datasets
+    from ..engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
                                 install_transform, split_transform_names)
-    from .engines.image.training import build_training
+    from ..engines.image.training import build_training
 
     register_datasets()  # protected folders as sources/targets: `pixelfade_protected`
     names = list(dict.fromkeys([*cfg.data.sources, *cfg.data.targets]))
@@ -314,6 +218,10 @@ def train(cfg, device: str | torch.device = "cpu") -> str:
     """Trains the authorised model of ``cfg``; returns the path of the saved ``model.pth``."""
     if cfg.test.evaluate:
         raise ValueError("train with test.evaluate True would not train; use `run` to test")
+    if C.check_data_type(cfg) == "visible_infrared":
+        from .visible_infrared import train_vi
+
+        return train_vi(cfg, device)
     engine = run(cfg, device)
     path = os.path.join(cfg.data.save_dir, engine.weights_name)
     logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)

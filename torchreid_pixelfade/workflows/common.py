@@ -1,0 +1,81 @@
+"""What every scenario's workflow shares: the device, the run folder, the data root, the
+model-and-weights check of evaluation and resuming a training checkpoint."""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..io import atomic_write_bytes
+from ..models import load_weights
+from ..store import ProtectedFolder
+
+logger = logging.getLogger(__name__)
+
+
+def default_device() -> str:
+    """``'cuda'`` when a GPU is visible, else ``'cpu'``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prepare_run(cfg) -> str:
+    """Writes the resolved ``cfg`` to ``data.save_dir/config.yaml`` and seeds Python, numpy and
+    torch with ``train.seed`` (torchreid's ``set_random_seed``); returns the config's path."""
+    from .._torchreid import tr
+
+    path = os.path.join(cfg.data.save_dir, "config.yaml")
+    atomic_write_bytes(path, cfg.dump().encode())
+    tr.utils.set_random_seed(cfg.train.seed)
+    return path
+
+
+def check_data_root(root: str) -> None:
+    """Raises ``FileNotFoundError`` naming ``root`` unless it is a folder."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
+
+
+def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
+    """Refuses to evaluate ``folder`` with another model or other weights than it was made with
+    (its features would not be the authorised ones, and the results would describe neither).
+
+    Raises:
+        ValueError: naming both models or both weight hashes.
+    """
+    from ..store import file_sha256
+
+    recorded = folder.identity
+    if recorded.model != model_name:
+        raise ValueError(f"{folder.path} was protected with model {recorded.model!r}, not "
+                         f"{model_name!r}; evaluate with its model (or pass "
+                         f"--allow-other-weights to compare on purpose)")
+    digest = file_sha256(weights)
+    if recorded.weights_sha256 and recorded.weights_sha256 != digest:
+        raise ValueError(f"{folder.path} was protected with other weights (sha256 "
+                         f"{recorded.weights_sha256[:12]}...) than {weights} ({digest[:12]}...); "
+                         f"evaluate with its weights (or pass --allow-other-weights)")
+
+
+def check_or_warn(folder: ProtectedFolder, model_name: str, weights: str,
+                   allow_other_weights: bool) -> None:
+    if allow_other_weights:
+        logger.warning("evaluating %s with %s (%s), which may differ from the model it was "
+                       "protected with (%s)", folder.path, model_name, weights,
+                       folder.identity.model)
+    else:
+        check_same_model(folder, model_name, weights)
+
+
+def resume_training(engine, path: str) -> int:
+    """Loads a torchreid checkpoint (model, optimizer, epoch); returns the epoch to start at."""
+    from ..models import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    load_weights(engine.model, path)
+    if checkpoint.get("optimizer"):
+        engine.optimizer.load_state_dict(checkpoint["optimizer"])
+    logger.info("resumed %s at epoch %d", path, checkpoint.get("epoch", 0))
+    return int(checkpoint.get("epoch", 0))
+
+
