@@ -35,13 +35,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...constants import IMAGENET_MEAN, IMAGENET_STD
-from ...evaluation import O2O, O2P, P2O, EvaluationResult, Setting, extract_features
+from ...evaluation import O2O, O2P, P2O, EvaluationResult, Setting
 from ...evaluation.results import COLUMNS
-from ...io import load_images
-from ...metrics import privacy_metrics
+from ...evaluation.sides import (
+    Side,
+    calibrate_relative_eps,
+    original_side,
+    path_features,
+    privacy_means,
+    protected_side,
+)
 from ...models import AuthorizedModel
 from ...store import ProtectedFolder, ProtectionIdentity, protect_records, protection_identity
 from .datasets import INFRARED, RegDBData, SysuTestSet, VIRecord
@@ -193,115 +198,15 @@ def protect_infrared(protector, records: Sequence[VIRecord], out_dir: str,
     return protect_records(protector, records, out_dir, identity, source_root, **kwargs)
 
 
-def calibrate_relative_eps(model: AuthorizedModel, images: torch.Tensor, batch_size: int = 128,
-                           device: str | torch.device = "cpu") -> float:
-    """PixelFade's relative eps for ``model``: "as close as the mirrored image" (ours).
-
-    The median over images of ``mse(f(x), f(flip(x))) / mean(f(x)^2)``, i.e. the bound
-    ``eps * mean(f(x)^2)`` of ``eps_mode='relative'`` equals a typical flip distance. Use IR
-    images and the thermal model (the model's scale is what changes between backbones).
-
-    Args:
-        model: the authorised model.
-        images: ``(N, 3, H, W)`` pixels in [0, 1].
-
-    Returns:
-        eps > 0 (a fraction, e.g. 0.05).
-    """
-    features = extract_features(model, images, batch_size, device)
-    flipped = extract_features(model, images.flip(-1), batch_size, device)
-    ratio = (features - flipped).pow(2).mean(1) / features.pow(2).mean(1).clamp(min=1e-12)
-    return float(ratio.median())
-
-
 # ------------------------------------------------------------------ features
 
 
-@dataclasses.dataclass
-class ModalitySide:
-    """Features and labels of one modality's test images.
-
-    Attributes:
-        features: ``{form: (N, D)}`` L2-normalised features, forms ``"original"`` and, for a
-            protected IR side, ``"protected"``.
-        pids, camids: ``(N,)`` int64 labels (camids are physical cameras).
-        privacy: per-image ``{"ssim", "psnr", "ad"}`` arrays of a protected side, else empty.
-    """
-
-    features: dict
-    pids: np.ndarray
-    camids: np.ndarray
-    privacy: dict = dataclasses.field(default_factory=dict)
-
-
-def _labels(records: Sequence[VIRecord]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([r.pid for r in records], np.int64),
-            np.array([r.camid for r in records], np.int64))
-
-
-@torch.no_grad()
-def path_features(model: AuthorizedModel, paths: Sequence[str], height: int, width: int,
-                  batch_size: int = 128, device: str | torch.device = "cpu") -> torch.Tensor:
-    """``(N, D)`` L2-normalised features of image files, read ``batch_size`` at a time.
-
-    Images are resized (bilinear) to ``height x width`` and given to ``model`` as pixels in
-    [0, 1]; only one batch of pixels is in memory at once.
-    """
-    chunks = [extract_features(model, load_images(paths[i:i + batch_size], height, width),
-                               batch_size, device) for i in range(0, len(paths), batch_size)]
-    if not chunks:
-        raise ValueError("no images to extract features from")
-    return F.normalize(torch.cat(chunks), dim=1)
-
-
-def original_side(model: AuthorizedModel, records: Sequence[VIRecord], height: int, width: int,
-                  batch_size: int = 128, device: str | torch.device = "cpu") -> ModalitySide:
-    """Features of the original images of ``records`` (form ``"original"`` only)."""
-    features = path_features(model, [r.path for r in records], height, width, batch_size, device)
-    return ModalitySide({"original": features}, *_labels(records))
-
-
-def _folder_entries(folder: ProtectedFolder, records: Sequence[VIRecord]) -> list:
-    """The stored image of each record, in record order; ValueError for missing ones."""
-    missing = [r.output_key for r in records if r.output_key not in folder.images]
-    if missing:
-        raise ValueError(f"{folder.path}: {len(missing)} of {len(records)} IR test images are not "
-                         f"stored (first: {missing[0]}); run the protection first")
-    entries = [folder.images[r.output_key] for r in records]
-    other = [e.key for e, r in zip(entries, records) if e.source != r.relpath]
-    if other:
-        raise ValueError(f"{folder.path}: {other[0]} was made from another source image")
-    return entries
-
-
-@torch.no_grad()
-def protected_side(model: AuthorizedModel, folder: ProtectedFolder, records: Sequence[VIRecord],
-                   batch_size: int = 128, device: str | torch.device = "cpu") -> ModalitySide:
-    """Features of the originals and of the stored PNGs of ``records``, plus per-image privacy.
-
-    Both forms are read from disk through the folder (:meth:`ProtectedFolder.protected_path`,
-    :meth:`~ProtectedFolder.original_path`) at the stored size, ``batch_size`` images at a time.
-
-    Raises:
-        ValueError: if a record has no stored image in ``folder``.
-    """
-    entries = _folder_entries(folder, records)
-    height, width = folder.image_size
-    features = {"original": [], "protected": []}
-    privacy = {"ssim": [], "psnr": [], "ad": []}
-    for start in range(0, len(entries), batch_size):
-        chunk = entries[start:start + batch_size]
-        pixels = {"protected": load_images([folder.protected_path(e) for e in chunk], height,
-                                           width),
-                  "original": load_images([folder.original_path(e) for e in chunk], height,
-                                          width)}
-        for form, images in pixels.items():
-            features[form].append(extract_features(model, images, batch_size, device))
-        for name, values in privacy_metrics(pixels["protected"], pixels["original"]).items():
-            privacy[name].append(values)
-    return ModalitySide({form: F.normalize(torch.cat(chunks), dim=1)
-                         for form, chunks in features.items()}, *_labels(records),
-                        privacy={name: np.concatenate(v) for name, v in privacy.items()})
+#: Features and labels of one modality's test images: the RGB side holds form ``"original"``,
+#: the IR side also ``"protected"`` and per-image privacy (camids are physical cameras). The
+#: class and the side builders ``path_features``, ``original_side``, ``protected_side`` (and
+#: ``calibrate_relative_eps``) are the shared ones of ``torchreid_pixelfade.evaluation.sides``,
+#: re-exported here.
+ModalitySide = Side
 
 
 # ------------------------------------------------------------------ ranking
@@ -462,12 +367,6 @@ def _summary_lines(result: EvaluationResult) -> list[str]:
              f"{protection['seconds_per_image']:.3f} s per image{constraint}")]
 
 
-def _privacy(per_image: dict) -> dict:
-    """The means (and AD median) of per-image privacy values, as ``privacy_summary``."""
-    return {"ssim": float(np.mean(per_image["ssim"])), "psnr": float(np.mean(per_image["psnr"])),
-            "ad": float(np.mean(per_image["ad"])), "ad_median": float(np.median(per_image["ad"]))}
-
-
 def _per_trial(summary: TrialSummary) -> list[dict]:
     return [{"trial": t, **row} for t, row in zip(summary.trials, summary.per_trial(REPORT_RANKS))]
 
@@ -507,7 +406,8 @@ def evaluate_vi(visible: AuthorizedModel, infrared: AuthorizedModel,
     rgb_records = visible_test_records(test_set, mode)
     ir_records = infrared_test_records(test_set)
     rgb = original_side(visible, rgb_records, height, width, batch_size, device)
-    ir = protected_side(infrared, folder, ir_records, batch_size, device)
+    ir = protected_side(infrared, folder, ir_records, batch_size, device,
+                        what="IR test images")
     ranked = rank_settings(rgb, ir, test_set, directions, mode, shot, trials)
     kind = dataset_kind(test_set)
     protocol = {"dataset": kind, "directions": list(directions or DEFAULT_DIRECTIONS[kind]),
@@ -517,7 +417,8 @@ def evaluate_vi(visible: AuthorizedModel, infrared: AuthorizedModel,
     logger.info("%s: %s", folder.path, {k: round(s.mean()["rank1"], 4) for k, s in ranked.items()})
     return VIEvaluationResult(
         settings={k: s.mean(REPORT_RANKS) for k, s in ranked.items()},
-        privacy=_privacy(ir.privacy), protection=folder.summary(), num_query=len(rgb_records),
+        privacy=privacy_means(ir.privacy), protection=folder.summary(),
+        num_query=len(rgb_records),
         num_gallery=len(ir_records), model=infrared.name,
         dataset=dataset or folder.identity.dataset or test_set.dataset_dir,
         trials={k: _per_trial(s) for k, s in ranked.items()}, vi_protocol=protocol)
