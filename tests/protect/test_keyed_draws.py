@@ -13,7 +13,7 @@ from torchreid_pixelfade.protect.functional import key_seed
 from torchreid_pixelfade.protect.masks import random_mask_ids
 
 KEYS = [f"gallery/{i:04d}.png" for i in range(8)]
-DRAWING = {"pixelfade": {"steps": 8, "eps": 5e-4}, "avih": {"steps": 8}}
+DRAWING = {"pixelfade": {"steps": 8, "eps": 5e-4}, "avih": {"steps": 8}, "noise": {}}
 
 
 def in_batches(protector, images, order, size):

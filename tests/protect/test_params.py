@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from torchreid_pixelfade.protect import (AVIH, AVIHParams, Blur, BlurParams, Identity,
-                                         IdentityParams, Mosaic, MosaicParams, PixelFade,
+                                         IdentityParams, Mosaic, MosaicParams, Noise,
+                                         NoiseParams, PixelFade,
                                          PixelFadeParams, build_protector, list_protectors,
                                          protector_params)
 
@@ -27,10 +28,11 @@ PINNED = {
     "blur": {"sigma": None, "quantize": True},
     "mosaic": {"cell": None, "quantize": True},
     "identity": {"quantize": True},
+    "noise": {"std": 0.25, "quantize": True, "seed": None},
 }
 CLASSES = {"pixelfade": (PixelFade, PixelFadeParams), "avih": (AVIH, AVIHParams),
            "blur": (Blur, BlurParams), "mosaic": (Mosaic, MosaicParams),
-           "identity": (Identity, IdentityParams)}
+           "identity": (Identity, IdentityParams), "noise": (Noise, NoiseParams)}
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))

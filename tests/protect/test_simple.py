@@ -58,3 +58,16 @@ def test_bad_images_are_rejected():
         Identity()(torch.rand(3, 8, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         Identity()(torch.rand(1, 3, 8, 4) * 255)
+
+
+def test_noise_ignores_the_image_and_is_seeded(images):
+    from torchreid_pixelfade.protect import Noise
+
+    first = Noise(seed=3).protect(images, keys=[f"k{i}" for i in range(len(images))]).images
+    again = Noise(seed=3).protect(1 - images, keys=[f"k{i}" for i in range(len(images))]).images
+    assert torch.equal(first, again)  # the original carries no information into the output
+    other = Noise().protect(images).images
+    assert not torch.equal(first, other)  # unseeded: unpredictable
+    assert abs(first.mean().item() - 0.5) < 0.05 and 0.15 < first.std().item() < 0.3
+    with pytest.raises(ValueError, match="std"):
+        Noise(std=0)

@@ -1,4 +1,5 @@
-"""Simple protectors: identity, Gaussian blur and mosaic (``algorithms.md`` section 5).
+"""Simple protectors: identity, Gaussian blur and mosaic (``algorithms.md`` section 5), and
+pure noise (the negative control of an evaluation: a gallery that carries no information).
 
 Pure functions with thin protector wrappers. Sizes follow PrivacyReID's baselines, defined at
 256x128 and scaled with the image height: blur sigma 12 px, mosaic cells of 24 px.
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import ProtectionResult, Protector, register_protector
+from .functional import Generators, draw_normal
 from .params import HyperParameters, hparam, hyperparameters
 
 REFERENCE_HEIGHT = 256
@@ -106,6 +108,21 @@ class MosaicParams(HyperParameters):
         self._check_range("cell", 1)
 
 
+@hyperparameters
+class NoiseParams(HyperParameters):
+    """Hyper-parameters of :class:`Noise`."""
+
+    std: float = hparam(0.25, "standard deviation of the Gaussian noise around grey 0.5, in "
+                        "pixel units (> 0); values are clipped to [0, 1].")
+    quantize: bool = hparam(True, _QUANTIZE_DOC)
+    seed: int | None = hparam(None, "run seed of the noise; None: a random one, recorded "
+                              "nowhere. With keys (as the store runs it) each image's noise is "
+                              "seeded by (seed, its key).")
+
+    def _validate(self) -> None:
+        self._check_range("std", 0, low_open=True)
+
+
 @register_protector("identity")
 class Identity(Protector):
     """No protection (the images as stored in 8 bit): the O2O reference in the same pipeline.
@@ -158,3 +175,23 @@ class Mosaic(Protector):
         if cell is None:
             cell = max(1, round(scaled_to_height(MOSAIC_CELL_AT_256, images.shape[-2])))
         return ProtectionResult(mosaic(images, cell))
+
+
+@register_protector("noise")
+class Noise(Protector):
+    """Pure noise: every image replaced by ``clip(0.5 + std * N(0, 1), 0, 1)``, independent of
+    the original. A negative control: Re-ID on a noise gallery must sit at chance level, so an
+    evaluation that scores above chance on it is broken.
+
+    Args:
+        model: optional authorised model, used only for the distance diagnostic.
+        **params: fields of :class:`NoiseParams`, e.g. ``std=0.2``; ``seed`` makes the noise
+            reproducible.
+    """
+
+    Params = NoiseParams
+
+    def _protect_with(self, images: torch.Tensor, reference: torch.Tensor | None,
+                      generator: Generators) -> ProtectionResult:
+        noise = draw_normal(images.shape, generator, images.device, images.dtype)
+        return ProtectionResult((0.5 + self.params.std * noise).clamp(0, 1))
