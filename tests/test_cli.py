@@ -31,6 +31,26 @@ def test_demo_quick_writes_its_files(tmp_path):
 
 
 @pytest.mark.slow
+def test_visible_infrared_demo_quick_writes_its_files(tmp_path):
+    assert main(["demo", "--scenario", "visible_infrared", "--quick", "--output", str(tmp_path),
+                 "--device", "cpu"]) == 0
+    for dataset, settings in (("sysu_mm01", {"O2O:rgb_to_ir", "O2P:rgb_to_ir", "O2O:ir_to_rgb",
+                                             "P2O:ir_to_rgb"}),
+                              ("regdb", {"O2O:rgb_to_ir", "O2P:rgb_to_ir"})):
+        folder = tmp_path / dataset
+        results = json.loads((folder / "results-quick.json").read_text())
+        assert set(results) >= KEYS and set(results["settings"]) == settings
+        noise = json.loads((folder / "results-noise-quick.json").read_text())
+        assert noise["protection"]["name"] == "noise" and noise["privacy"]["ssim"] < 0.2
+        assert noise["settings"]["O2O:rgb_to_ir"] == results["settings"]["O2O:rgb_to_ir"]
+        assert (folder / "figure-quick.png").exists()
+        manifest = json.loads((folder / "protected-quick" / "manifest.json").read_text())
+        rgb = [k for k in manifest["images"] if "Visible" in k or "/cam1/" in k or "cam2" in k]
+        assert manifest["images"] and not rgb  # RGB images are never protected
+    assert "## regdb" in (tmp_path / "results-quick.md").read_text()
+
+
+@pytest.mark.slow
 def test_train_protect_evaluate_on_synthetic(tiny_market, tmp_path):
     save_dir = tmp_path / "train"
     assert main(["train", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,

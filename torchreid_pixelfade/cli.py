@@ -57,9 +57,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments.demo import run_demo
+    """The offline demo of ``--scenario`` on synthetic data it writes itself."""
+    if args.scenario == "visible_infrared":
+        from .experiments.demo_visible_infrared import run_vi_demo as run_demo
+    else:
+        from .experiments.demo import run_demo
 
-    run_demo(args.output, device=args.device, quick=args.quick)
+    run_demo(args.output or f"pixelfade-demo{SCENARIO_SUFFIX[args.scenario]}",
+             device=args.device, quick=args.quick)
     return 0
 
 
@@ -131,9 +136,17 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
     return evaluate
 
 
+#: The demos and the suffix of their default output folder.
+SCENARIO_SUFFIX = {"image": "", "visible_infrared": "-vi"}
+
+
 def _add_demo(commands) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="offline demo on synthetic pedestrians")
-    demo.add_argument("--output", default="pixelfade-demo", help="output folder")
+    demo.add_argument("--scenario", choices=list(SCENARIO_SUFFIX), default="image",
+                      help="image (Market-1501-style, default) or visible_infrared "
+                           "(SYSU-MM01 and RegDB: RGB queries, protected IR gallery)")
+    demo.add_argument("--output", default=None,
+                      help="output folder (default pixelfade-demo, pixelfade-demo-vi)")
     demo.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     return demo
 

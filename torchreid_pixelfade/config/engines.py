@@ -40,7 +40,7 @@ def vi_evaluation_kwargs(cfg: CN) -> dict:
 
 def vi_training_kwargs(cfg: CN) -> dict:
     """``{"data": ..., "engine": ...}`` keyword arguments of ``build_vi_datamanager`` and
-    ``build_vi_engine`` (torchreid's idiom: ``train.batch_size`` = P identities x
+    ``VIEngine`` (besides data manager, model, optimiser and scheduler; torchreid's idiom: ``train.batch_size`` = P identities x
     ``sampler.num_instances`` K images, per modality; AGW: 8 x 4).
 
     Raises:
@@ -54,9 +54,7 @@ def vi_training_kwargs(cfg: CN) -> dict:
     data = {"num_ids": batch // num_pos, "num_pos": num_pos, "workers": cfg.data.workers,
             "seed": cfg.train.seed, "num_batches": node.batches_per_epoch or None}
     smoothing = 0.1 if cfg.loss.softmax.label_smooth else 0.0
-    engine = {"lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
-              "warmup": cfg.train.warmup_epochs, "milestones": tuple(cfg.train.stepsize),
-              "label_smoothing": smoothing, "triplet_weight": cfg.loss.triplet.weight_t,
+    engine = {"label_smoothing": smoothing, "triplet_weight": cfg.loss.triplet.weight_t,
               **{k: v for k, v in vi_evaluation_kwargs(cfg).items() if k != "batch_size"},
               "batch_size_test": cfg.test.batch_size}
     return {"data": data, "engine": engine}

@@ -106,9 +106,12 @@ def evaluate_vi_folder(cfg, weights: str, folder, device: str | torch.device = "
 
 def build_vi_training(cfg, device: str | torch.device = "cpu"):
     """The :class:`VIEngine` of ``cfg``: paired sampler on the source's training records, the
-    two-stream ``model.name`` with one class per training identity, AGW's optimiser and
-    schedule with ``train.lr``, ``train.warmup_epochs`` and ``train.stepsize``."""
-    from ..engines.visible_infrared.engine import build_vi_datamanager, build_vi_engine
+    two-stream ``model.name`` with one class per training identity, torchreid's optimiser and
+    scheduler from ``train.*`` with ``train.warmup_epochs`` of linear warm-up (the AGW configs
+    spell AGW's recipe in these keys: SGD, nesterov, ``staged_lr`` with the trunk at 0.1x)."""
+    from .._torchreid import tr
+    from ..engines.image.training import with_warmup
+    from ..engines.visible_infrared.engine import VIEngine, build_vi_datamanager
     from ..engines.visible_infrared.model import build_vi_model
 
     options = C.vi_training_kwargs(cfg)
@@ -119,7 +122,11 @@ def build_vi_training(cfg, device: str | torch.device = "cpu"):
     model = build_vi_model(cfg.model.name, num_classes=manager.num_train_pids).to(device)
     if cfg.model.load_weights:
         load_weights(model, cfg.model.load_weights)
-    return build_vi_engine(manager, model, **options["engine"])
+    optimizer = tr.optim.build_optimizer(model, **C.optimizer_kwargs(cfg))
+    scheduler = with_warmup(tr.optim.build_lr_scheduler(optimizer, **C.lr_scheduler_kwargs(cfg)),
+                            optimizer, cfg.train.warmup_epochs)
+    return VIEngine(manager, model, optimizer, scheduler,
+                    use_gpu=torch.device(device).type == "cuda", **options["engine"])
 
 
 def run_vi(cfg, device: str | torch.device = "cpu"):
