@@ -9,8 +9,12 @@ protected image galleries.
   the eot; mask/sot/eot the three largest ids) with CLIP's BPE (optional ``text`` extra) or a
   dependency-free word vocabulary.
 
-Not built yet: the dual encoder, the SDM/ID/MLM losses, t2i evaluation, the torchreid ``Engine``
-subclass and the workflows.
+- :mod:`.model`: IRRA's dual encoder with its checkpoint names (``irra_vit_b16``), a tiny ViT
+  and ``<torchreid model>_text`` CPU presets; the image encoder's un-normalised feature is the
+  authorised model of protection.
+- :mod:`.losses`: SDM, ID and MLM (IRRA) and ITC; caption masking.
+- :mod:`.engine`: the torchreid ``Engine`` subclass, IRRA's optimiser and schedule.
+- :mod:`.task`: gallery protection and T2O/T2P evaluation from the stored PNGs.
 """
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ from .datasets import (
     read_t2i_dataset,
     register_t2i_datasets,
 )
+from .engine import T2IEngine, build_t2i_datamanager, build_t2i_engine
+from .model import CLIP_MEAN, CLIP_STD, DualEncoder, build_t2i_model, image_encoder, text_encoder
+from .task import (T2I_SETTINGS, T2IEvaluationResult, evaluate_original, evaluate_t2i,
+                   gallery_records, protect_gallery, shuffled_pids, t2i_identity, t2i_rank,
+                   text_features)
 from .tokenizers import ClipBPETokenizer, WordTokenizer, build_tokenizer, pack_tokens
 
 __all__ = [
@@ -43,4 +52,23 @@ __all__ = [
     "WordTokenizer",
     "build_tokenizer",
     "pack_tokens",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "DualEncoder",
+    "build_t2i_model",
+    "image_encoder",
+    "text_encoder",
+    "T2IEngine",
+    "build_t2i_datamanager",
+    "build_t2i_engine",
+    "T2I_SETTINGS",
+    "T2IEvaluationResult",
+    "evaluate_original",
+    "evaluate_t2i",
+    "gallery_records",
+    "protect_gallery",
+    "shuffled_pids",
+    "t2i_identity",
+    "t2i_rank",
+    "text_features",
 ]
