@@ -11,8 +11,8 @@ import argparse
 
 from yacs.config import CfgNode as CN
 
-from .engines import (DATA_TYPES, check_data_type, vi_evaluation_kwargs, vi_training_kwargs,
-                      visible_infrared_defaults)
+from .engines import (DATA_TYPES, check_data_type, t2i_training_kwargs, text_image_defaults,
+                      vi_evaluation_kwargs, vi_training_kwargs, visible_infrared_defaults)
 from .merge import (add_torchreid_arguments, merge_args, merge_file, merge_opts,
                     parse_overrides, parse_value)
 from .protection import (check_run_options, option_key, protection_defaults, protection_options, protector_kwargs,
@@ -26,6 +26,7 @@ def get_default_config() -> CN:
     cfg = torchreid_defaults()
     cfg.pixelfade = protection_defaults()
     cfg.visible_infrared = visible_infrared_defaults()
+    cfg.text_image = text_image_defaults()
     return cfg
 
 
@@ -36,7 +37,7 @@ def config_from_args(args: argparse.Namespace) -> CN:
 
 
 __all__ = ["DATA_TYPES", "check_data_type", "vi_evaluation_kwargs", "vi_training_kwargs",
-           "visible_infrared_defaults",
+           "visible_infrared_defaults", "t2i_training_kwargs", "text_image_defaults",
            "get_default_config", "config_from_args", "add_torchreid_arguments", "merge_args",
            "merge_file", "merge_opts", "parse_overrides", "parse_value", "check_run_options", "option_key",
            "protection_defaults", "protection_options", "protector_kwargs", "protector_node",

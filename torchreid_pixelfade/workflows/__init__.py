@@ -86,7 +86,8 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
 
     With ``data.type visible_infrared`` the infrared images of ``splits`` are protected (test:
     the gallery of RGB-to-IR search; train: the source's IR training images); the authorised
-    model is the thermal path.
+    model is the thermal path. With ``data.type text_image`` the test gallery (or, for
+    ``train``, the training images) with the dual encoder's image encoder.
     Under torchrun each rank protects a disjoint shard of the images on its own device into its
     own manifest part; the folder is complete and merged when every rank has returned.
 
@@ -106,6 +107,11 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
 
         source_root, records = infrared_records(cfg, splits)
         model = vi_models(cfg, weights, device)[1]
+    elif C.check_data_type(cfg) == "text_image":
+        from .text_image import gallery_records_of, t2i_models
+
+        source_root, records = gallery_records_of(cfg, splits)
+        model = t2i_models(cfg, weights, device)[0]
     else:
         source_root, records = dataset_records(cfg, splits)
         model = build_authorized_model(cfg, weights, device)
@@ -146,6 +152,10 @@ def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = N
         from .visible_infrared import evaluate_vi_folder
 
         result = evaluate_vi_folder(cfg, weights, folder, device, allow_other_weights)
+    elif C.check_data_type(cfg) == "text_image":
+        from .text_image import evaluate_t2i_folder
+
+        result = evaluate_t2i_folder(cfg, weights, folder, device, allow_other_weights)
     else:
         check_or_warn(folder, cfg.model.name, weights, allow_other_weights)
         model = build_authorized_model(cfg, weights, device)
@@ -179,6 +189,10 @@ def run(cfg, device: str | torch.device = "cpu"):
         from .visible_infrared import run_vi
 
         return run_vi(cfg, device)
+    if C.check_data_type(cfg) == "text_image":
+        from .text_image import run_t2i
+
+        return run_t2i(cfg, device)
     from .._torchreid import tr
     from ..data.protected import register_datasets
     from ..engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
@@ -222,6 +236,10 @@ def train(cfg, device: str | torch.device = "cpu") -> str:
         from .visible_infrared import train_vi
 
         return train_vi(cfg, device)
+    if C.check_data_type(cfg) == "text_image":
+        from .text_image import train_t2i
+
+        return train_t2i(cfg, device)
     engine = run(cfg, device)
     path = os.path.join(cfg.data.save_dir, engine.weights_name)
     logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
