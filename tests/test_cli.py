@@ -51,6 +51,25 @@ def test_visible_infrared_demo_quick_writes_its_files(tmp_path):
 
 
 @pytest.mark.slow
+def test_text_image_demo_quick_writes_its_files(tmp_path):
+    assert main(["demo", "--scenario", "text_image", "--quick", "--output", str(tmp_path),
+                 "--device", "cpu"]) == 0
+    for dataset in ("cuhk_pedes", "icfg_pedes", "rstpreid"):
+        folder = tmp_path / dataset
+        results = json.loads((folder / "results-quick.json").read_text())
+        assert set(results) >= KEYS and set(results["settings"]) == {"T2O", "T2P"}
+        shuffled = json.loads((folder / "results-shuffled-quick.json").read_text())
+        assert shuffled["t2i_protocol"]["shuffle_seed"] == 0
+        assert json.loads((folder / "results-noise-quick.json").read_text())[
+            "protection"]["name"] == "noise"
+        assert (folder / "figure-quick.png").exists()
+        manifest = json.loads((folder / "protected-quick" / "manifest.json").read_text())
+        assert {image["split"] for image in manifest["images"].values()} == {"test"}  # gallery
+    assert (tmp_path / "train-quick" / "model.pth").exists()
+    assert "## rstpreid" in (tmp_path / "results-quick.md").read_text()
+
+
+@pytest.mark.slow
 def test_train_protect_evaluate_on_synthetic(tiny_market, tmp_path):
     save_dir = tmp_path / "train"
     assert main(["train", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,

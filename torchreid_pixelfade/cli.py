@@ -60,6 +60,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The offline demo of ``--scenario`` on synthetic data it writes itself."""
     if args.scenario == "visible_infrared":
         from .experiments.demo_visible_infrared import run_vi_demo as run_demo
+    elif args.scenario == "text_image":
+        from .experiments.demo_text_image import run_t2i_demo as run_demo
     else:
         from .experiments.demo import run_demo
 
@@ -137,16 +139,18 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
 
 
 #: The demos and the suffix of their default output folder.
-SCENARIO_SUFFIX = {"image": "", "visible_infrared": "-vi"}
+SCENARIO_SUFFIX = {"image": "", "visible_infrared": "-vi", "text_image": "-t2i"}
 
 
 def _add_demo(commands) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="offline demo on synthetic pedestrians")
     demo.add_argument("--scenario", choices=list(SCENARIO_SUFFIX), default="image",
-                      help="image (Market-1501-style, default) or visible_infrared "
-                           "(SYSU-MM01 and RegDB: RGB queries, protected IR gallery)")
+                      help="image (Market-1501-style, default), visible_infrared "
+                           "(SYSU-MM01 and RegDB: RGB queries, protected IR gallery) or "
+                           "text_image (CUHK-PEDES, ICFG-PEDES, RSTPReid: captions, protected "
+                           "image gallery)")
     demo.add_argument("--output", default=None,
-                      help="output folder (default pixelfade-demo, pixelfade-demo-vi)")
+                      help="output folder (default pixelfade-demo[-vi|-t2i])")
     demo.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     return demo
 

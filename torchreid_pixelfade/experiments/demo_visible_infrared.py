@@ -38,9 +38,11 @@ def make_data(root: str, quick: bool = False) -> None:
         make_synthetic_sysu_mm01(root, SyntheticSysuConfig(
             num_train_ids=6, num_val_ids=2, num_test_ids=6, images_per_id_per_camera=2, **size))
         make_synthetic_regdb(root, SyntheticRegDBConfig(num_ids=8, images_per_id=4, **size))
-    else:
-        make_synthetic_sysu_mm01(root, SyntheticSysuConfig(**size))
-        make_synthetic_regdb(root, SyntheticRegDBConfig(**size))
+    else:  # many identities: cross-modal features only generalise to new people from many
+        make_synthetic_sysu_mm01(root, SyntheticSysuConfig(
+            num_train_ids=160, num_val_ids=8, num_test_ids=20, images_per_id_per_camera=2,
+            **size))
+        make_synthetic_regdb(root, SyntheticRegDBConfig(num_ids=160, images_per_id=4, **size))
 
 
 def demo_config(data_root: str, save_dir: str, dataset: str, quick: bool = False):
@@ -52,7 +54,8 @@ def demo_config(data_root: str, save_dir: str, dataset: str, quick: bool = False
     C.merge_opts(cfg, ["data.root", data_root, "data.save_dir", save_dir,
                        "data.sources", [dataset], "data.targets", [dataset]])
     if quick:
-        C.merge_opts(cfg, ["train.max_epoch", 2, "train.batch_size", 8,
+        C.merge_opts(cfg, ["train.max_epoch", 2, "visible_infrared.batches_per_epoch", 0,
+                           "train.batch_size", 8,
                            "sampler.num_instances", 2, "pixelfade.steps", 5])
         if dataset.startswith("sysu"):  # RegDB: one model per trial, the dataset's own
             C.merge_opts(cfg, ["visible_infrared.trials", [0, 1]])
