@@ -20,8 +20,8 @@ from ..models import AuthorizedModel, build_reid_model, load_weights
 from ..protect import build_protector
 from ..store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
                     protect_records, protection_identity, records_from_dataset)
-from .common import (check_or_warn, check_data_root, check_same_model, default_device,
-                     prepare_run, resume_training)
+from .common import (check_data_root, check_or_warn, check_same_model, default_device,
+                     prepare_run, resume_training, single_dataset)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ def dataset_records(cfg, splits: Sequence[str] = ("query", "gallery")
     """
     from .._torchreid import tr
 
-    if len(cfg.data.targets) != 1:
-        raise ValueError(f"Expected one target dataset, got {list(cfg.data.targets)}")
-    name = cfg.data.targets[0]
+    name = single_dataset(cfg.data.targets, "target")
     check_dataset_folders(cfg.data.root, [name])
     check_dataset(name, cfg.data.root)
     try:

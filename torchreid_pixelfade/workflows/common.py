@@ -36,6 +36,17 @@ def check_data_root(root: str) -> None:
         raise FileNotFoundError(f"data root {root!r} is not a folder (set --root or data.root)")
 
 
+def single_dataset(names, what: str) -> str:
+    """The one name in ``names`` (``data.sources`` or ``data.targets``).
+
+    Raises:
+        ValueError: naming ``what`` (source, target) when there is not exactly one.
+    """
+    if len(names) != 1:
+        raise ValueError(f"Expected one {what} dataset, got {list(names)}")
+    return names[0]
+
+
 def check_same_model(folder: ProtectedFolder, model_name: str, weights: str) -> None:
     """Refuses to evaluate ``folder`` with another model or other weights than it was made with
     (its features would not be the authorised ones, and the results would describe neither).

@@ -17,15 +17,9 @@ import torch
 
 from .. import config as C
 from ..models import AuthorizedModel, load_weights
-from .common import check_data_root, check_or_warn, resume_training
+from .common import check_data_root, check_or_warn, resume_training, single_dataset
 
 logger = logging.getLogger(__name__)
-
-
-def _single(names, what: str) -> str:
-    if len(names) != 1:
-        raise ValueError(f"Expected one {what} dataset, got {list(names)}")
-    return names[0]
 
 
 def read_t2i(cfg, name: str):
@@ -43,7 +37,7 @@ def t2i_tokenizer(cfg, source=None):
 
     if cfg.text_image.tokenizer != "word":
         return build_tokenizer(cfg.text_image.tokenizer)
-    source = source or read_t2i(cfg, _single(cfg.data.sources, "source"))
+    source = source or read_t2i(cfg, single_dataset(cfg.data.sources, "source"))
     return build_tokenizer("word", [row.caption for row in source.train])
 
 
@@ -74,7 +68,7 @@ def gallery(cfg) -> tuple[str, list, object]:
     """``(dataset folder, gallery records, test split)`` of the single target."""
     from ..engines.text_image.task import gallery_records
 
-    data = read_t2i(cfg, _single(cfg.data.targets, "target"))
+    data = read_t2i(cfg, single_dataset(cfg.data.targets, "target"))
     return data.dataset_dir, gallery_records(data.test), data.test
 
 
@@ -83,7 +77,7 @@ def gallery_records_of(cfg, splits: Sequence[str] = ("query", "gallery")) -> tup
     ``gallery``, the source's training images for ``train`` (an attacker's pairs)."""
     splits = set(splits)
     if splits == {"train"}:
-        data = read_t2i(cfg, _single(cfg.data.sources, "source"))
+        data = read_t2i(cfg, single_dataset(cfg.data.sources, "source"))
         return data.dataset_dir, list(data.train_images)
     if not splits or not splits <= {"query", "gallery"}:
         raise ValueError(f"data.type text_image protects the test gallery (query, gallery) or "
@@ -111,8 +105,8 @@ def build_t2i_training(cfg, device: str | torch.device = "cpu"):
     class per training identity, IRRA's optimiser and schedule from ``train.*``."""
     from ..engines.text_image.engine import build_t2i_datamanager, build_t2i_engine
 
-    source = read_t2i(cfg, _single(cfg.data.sources, "source"))
-    target = _single(cfg.data.targets, "target")
+    source = read_t2i(cfg, single_dataset(cfg.data.sources, "source"))
+    target = single_dataset(cfg.data.targets, "target")
     test = source if target == source.name else read_t2i(cfg, target)
     tokenizer = t2i_tokenizer(cfg, source)
     options = C.t2i_training_kwargs(cfg)

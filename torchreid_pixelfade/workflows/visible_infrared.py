@@ -15,7 +15,7 @@ import torch
 
 from .. import config as C
 from ..models import load_weights
-from .common import check_data_root, check_or_warn, resume_training
+from .common import check_data_root, check_or_warn, resume_training, single_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +41,15 @@ def read_vi_dataset(cfg, name: str):
                      f"sysu_mm01_indoor, regdb or regdb_trial1..regdb_trial10")
 
 
-def _single(names, what: str) -> str:
-    if len(names) != 1:
-        raise ValueError(f"Expected one {what} dataset, got {list(names)}")
-    return names[0]
-
-
 def vi_test_set(cfg):
     """The test set of the (single) target: the SYSU-MM01 test set or the RegDB trial."""
-    data = read_vi_dataset(cfg, _single(cfg.data.targets, "target"))
+    data = read_vi_dataset(cfg, single_dataset(cfg.data.targets, "target"))
     return data.test if hasattr(data, "test") else data
 
 
 def vi_train_records(cfg) -> list:
     """Training records of both modalities of the (single) source dataset."""
-    return read_vi_dataset(cfg, _single(cfg.data.sources, "source")).train
+    return read_vi_dataset(cfg, single_dataset(cfg.data.sources, "source")).train
 
 
 def vi_models(cfg, weights: str, device: str | torch.device):
@@ -82,7 +76,7 @@ def infrared_records(cfg, splits: Sequence[str] = ("query", "gallery")) -> tuple
 
     splits = set(splits)
     if splits == {"train"}:
-        data = read_vi_dataset(cfg, _single(cfg.data.sources, "source"))
+        data = read_vi_dataset(cfg, single_dataset(cfg.data.sources, "source"))
         return data.dataset_dir, [r for r in data.train if r.modality == INFRARED]
     if not splits or not splits <= {"query", "gallery"}:
         raise ValueError(f"data.type visible_infrared protects the IR test images (query, "
