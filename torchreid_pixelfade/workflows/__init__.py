@@ -242,3 +242,8 @@ def train(cfg, device: str | torch.device = "cpu") -> str:
     path = os.path.join(cfg.data.save_dir, engine.weights_name)
     logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
     return path
+
+
+__all__ = ["build_authorized_model", "check_data_root", "check_dataset_folders", "check_or_warn",
+           "check_same_model", "dataset_records", "default_device", "evaluate_folder",
+           "prepare_run", "protect_dataset", "resume_training", "run", "single_dataset", "train"]

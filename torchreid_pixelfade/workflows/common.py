@@ -90,3 +90,32 @@ def resume_training(engine, path: str) -> int:
     return int(checkpoint.get("epoch", 0))
 
 
+
+
+def run_scenario_engine(cfg, engine, what: str):
+    """``engine.run`` with ``cfg``'s options (resuming ``model.resume``) for a scenario whose
+    protection is a separate step; ``what`` names what ``protect`` stores (for the error).
+
+    Raises:
+        ValueError: with ``pixelfade.enabled``, the image engine's per-batch hook.
+    """
+    from .. import config as C
+
+    if cfg.pixelfade.enabled:
+        raise ValueError(f"data.type {cfg.data.type}: pixelfade.enabled applies to the image "
+                         f"engine; protect {what} with `protect`, then `evaluate`")
+    run_kwargs = C.engine_run_kwargs(cfg)
+    if cfg.model.resume:
+        run_kwargs["start_epoch"] = resume_training(engine, cfg.model.resume)
+    engine.run(**run_kwargs)
+    return engine
+
+
+def trained_weights(cfg, engine) -> str:
+    """The ``model.pth`` the engine saved in ``data.save_dir`` (the last epoch when no test
+    ran to save one); logged with the best Rank-1."""
+    path = os.path.join(cfg.data.save_dir, engine.weights_name)
+    if not os.path.isfile(path):
+        engine.save_model(engine.epoch, 0.0, cfg.data.save_dir)
+    logger.info("best Rank-1 %.4f; weights: %s", engine.best_rank1, path)
+    return path

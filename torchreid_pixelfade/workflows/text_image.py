@@ -10,14 +10,14 @@ protect and evaluate agree without a vocabulary file).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Sequence
 
 import torch
 
 from .. import config as C
 from ..models import AuthorizedModel, load_weights
-from .common import check_data_root, check_or_warn, resume_training, single_dataset
+from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
+                     trained_weights)
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +121,10 @@ def build_t2i_training(cfg, device: str | torch.device = "cpu"):
 
 def run_t2i(cfg, device: str | torch.device = "cpu"):
     """Trains (testing T2O on the target's test split), or only tests with ``test.evaluate``;
-    protection is a separate step (``protect`` then ``evaluate``)."""
-    if cfg.pixelfade.enabled:
-        raise ValueError("data.type text_image: pixelfade.enabled applies to the image engine; "
-                         "protect the test gallery with `protect`, then `evaluate`")
-    engine = build_t2i_training(cfg, device)
-    run_kwargs = C.engine_run_kwargs(cfg)
-    if cfg.model.resume:
-        run_kwargs["start_epoch"] = resume_training(engine, cfg.model.resume)
-    engine.run(**run_kwargs)
-    return engine
+    protection is a separate step (``protect``, then ``evaluate``)."""
+    return run_scenario_engine(cfg, build_t2i_training(cfg, device), "the test gallery")
 
 
 def train_t2i(cfg, device: str | torch.device = "cpu") -> str:
     """Trains the dual encoder of ``cfg``; returns the path of the saved ``model.pth``."""
-    from ..engines.text_image.engine import WEIGHTS_NAME
-
-    engine = run_t2i(cfg, device)
-    path = os.path.join(cfg.data.save_dir, WEIGHTS_NAME)
-    logger.info("best T2O Rank-1 %.4f; weights: %s", engine.best_rank1, path)
-    return path
+    return trained_weights(cfg, run_t2i(cfg, device))

@@ -8,14 +8,14 @@ RGB images are never protected.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Sequence
 
 import torch
 
 from .. import config as C
 from ..models import load_weights
-from .common import check_data_root, check_or_warn, resume_training, single_dataset
+from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
+                     trained_weights)
 
 logger = logging.getLogger(__name__)
 
@@ -124,32 +124,15 @@ def build_vi_training(cfg, device: str | torch.device = "cpu"):
 
 
 def run_vi(cfg, device: str | torch.device = "cpu"):
-    """Trains (and tests O2O under the VI protocol), or only tests with ``test.evaluate``.
-
-    Protection in this scenario is a separate step (``protect`` then ``evaluate``): the
-    image engine's per-batch hook does not apply to two-stream nets.
+    """Trains (and tests O2O under the VI protocol), or only tests with ``test.evaluate``;
+    protection is a separate step (``protect``, then ``evaluate``).
 
     Returns:
         The engine; ``engine.last_results`` holds the last test.
     """
-    if cfg.pixelfade.enabled:
-        raise ValueError("data.type visible_infrared: pixelfade.enabled applies to the image "
-                         "engine; protect the IR test images with `protect`, then `evaluate`")
-    engine = build_vi_training(cfg, device)
-    run_kwargs = C.engine_run_kwargs(cfg)
-    if cfg.model.resume:
-        run_kwargs["start_epoch"] = resume_training(engine, cfg.model.resume)
-    engine.run(**run_kwargs)
-    return engine
+    return run_scenario_engine(cfg, build_vi_training(cfg, device), "the IR test images")
 
 
 def train_vi(cfg, device: str | torch.device = "cpu") -> str:
     """Trains the two-stream net of ``cfg``; returns the path of the saved ``model.pth``."""
-    from ..engines.visible_infrared.engine import WEIGHTS_NAME
-
-    engine = run_vi(cfg, device)
-    path = os.path.join(cfg.data.save_dir, WEIGHTS_NAME)
-    if not os.path.isfile(path):  # eval_freq -1 and no test at the end: save the last epoch
-        engine.save_model(engine.epoch, 0.0, cfg.data.save_dir)
-    logger.info("best O2O Rank-1 %.4f; weights: %s", engine.best_rank1, path)
-    return path
+    return trained_weights(cfg, run_vi(cfg, device))

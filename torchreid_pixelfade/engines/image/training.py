@@ -7,37 +7,14 @@ state dict, ``model.pth``, of the model with the best Rank-1 seen so far.
 from __future__ import annotations
 
 import logging
-import math
-import os
 
 import torch
 from torch import nn
 
 from ..._torchreid import tr
-from ...io import atomic_torch_save
+from ...training import SaveBestMixin
 
 logger = logging.getLogger(__name__)
-
-
-class SaveBestMixin:
-    """Replaces torchreid's ``save_model`` by one plain state dict of the best model by Rank-1.
-
-    torchreid's ``Engine.run`` calls ``save_model(epoch, rank1, save_dir)`` after every evaluation
-    (periodic ones and the final one); the state dict is written, atomically, whenever Rank-1 is at
-    least as good as the best so far.
-    """
-
-    best_rank1: float = -math.inf
-    weights_name = "model.pth"
-
-    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
-        rank1 = float(rank1)
-        if rank1 < self.best_rank1:
-            return
-        self.best_rank1 = rank1
-        path = os.path.join(save_dir, self.weights_name)
-        atomic_torch_save(self.model.state_dict(), path)
-        logger.info("epoch %d: Rank-1 %.4f, saved %s", epoch + 1, rank1, path)
 
 
 def engine_class(loss: str) -> type:

@@ -24,16 +24,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from ..._torchreid import tr
-from ...io import atomic_torch_save, load_image_tensor
+from ...training import EpochLossMixin, SaveBestMixin
+from ...io import load_image_tensor
 from ...models import AuthorizedModel
 from .datasets import CaptionRow, T2ISplit, TextImageData
 from .losses import LOSS_NAMES, id_loss, itc_loss, mask_tokens, mlm_loss, sdm_loss
@@ -43,7 +42,7 @@ from .task import evaluate_original
 logger = logging.getLogger(__name__)
 
 #: The file :meth:`T2IEngine.save_model` writes in ``save_dir``.
-WEIGHTS_NAME = "model.pth"
+WEIGHTS_NAME = SaveBestMixin.weights_name
 #: IRRA's losses (``--loss_names sdm+mlm+id``).
 IRRA_LOSSES = ("sdm", "id", "mlm")
 
@@ -274,7 +273,7 @@ def irra_scheduler(optimizer: torch.optim.Optimizer, num_epochs: int = 60,
 # ------------------------------------------------------------------ the engine
 
 
-class T2IEngine(tr.engine.Engine):
+class T2IEngine(SaveBestMixin, EpochLossMixin, tr.engine.Engine):
     """torchreid ``Engine`` training a :class:`DualEncoder` with IRRA's losses.
 
     Args:
@@ -305,32 +304,9 @@ class T2IEngine(tr.engine.Engine):
         _check_text_sizes(model, datamanager)
         self.loss_weights = {name: 1.0 for name in self.loss_names} | dict(loss_weights or {})
         self.batch_size_test = batch_size_test
-        self.best_rank1 = -math.inf
         self.epoch_losses: list[float] = []
         self.last_result: dict | None = None
         self._batch_losses: list[float] = []
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters are."""
-        return next(self.model.parameters()).device
-
-    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
-        """Writes ``save_dir/model.pth`` (plain state dict, atomically) when ``rank1`` is at
-        least the best so far; called by ``Engine.run`` after every evaluation."""
-        if float(rank1) < self.best_rank1:
-            return
-        self.best_rank1 = float(rank1)
-        path = os.path.join(save_dir, WEIGHTS_NAME)
-        atomic_torch_save(self.model.state_dict(), path)
-        logger.info("epoch %d: Rank-1 %.4f, saved %s", epoch + 1, self.best_rank1, path)
-
-    def train(self, *args, **kwargs) -> None:
-        """torchreid's epoch, then records the epoch's mean loss in :attr:`epoch_losses`."""
-        self._batch_losses = []
-        super().train(*args, **kwargs)
-        self.epoch_losses.append(float(np.mean(self._batch_losses)))
-        logger.info("epoch %d: loss %.4f", self.epoch + 1, self.epoch_losses[-1])
 
     def compute_losses(self, data: dict) -> dict[str, torch.Tensor]:
         """The selected loss terms of one batch (unweighted), keyed by loss name."""

@@ -29,17 +29,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from ..._torchreid import tr
+from ...training import EpochLossMixin, SaveBestMixin
 from ...constants import IMAGENET_MEAN, IMAGENET_STD
-from ...io import atomic_torch_save, read_image
+from ...io import read_image
 from .datasets import VIRecord
 from .losses import cross_entropy_loss, wrt_triplet_loss
 from .model import BOTH, THERMAL, VISIBLE, TwoStreamNet
@@ -49,7 +48,7 @@ from .task import TestSet, evaluate_original, infrared_model, visible_model
 logger = logging.getLogger(__name__)
 
 #: The file :meth:`VIEngine.save_model` writes in ``save_dir``.
-WEIGHTS_NAME = "model.pth"
+WEIGHTS_NAME = SaveBestMixin.weights_name
 #: AGW's schedule: linear warm-up over 10 epochs, x0.1 from epoch 20, x0.01 from epoch 50.
 AGW_WARMUP, AGW_MILESTONES = 10, (20, 50)
 
@@ -214,7 +213,7 @@ def split_paired_batch(images: torch.Tensor, labels: torch.Tensor, modals: torch
     return images[:half], images[half:]
 
 
-class VIEngine(tr.engine.Engine):
+class VIEngine(SaveBestMixin, EpochLossMixin, tr.engine.Engine):
     """torchreid ``Engine`` training a two-stream VI net with AGW's losses.
 
     Args:
@@ -249,37 +248,14 @@ class VIEngine(tr.engine.Engine):
         self.label_smoothing, self.triplet_weight = label_smoothing, triplet_weight
         self.eval_options = {"directions": directions, "trials": trials, "shot": shot,
                              "mode": mode, "batch_size": batch_size_test}
-        self.best_rank1 = -math.inf
         self.epoch_losses: list[float] = []
         self.last_results: dict = {}
         self._batch_losses: list[float] = []
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters are."""
-        return next(self.model.parameters()).device
-
-    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
-        """Writes ``save_dir/model.pth`` (plain state dict, atomically) when ``rank1`` is at
-        least the best so far; called by ``Engine.run`` after every evaluation."""
-        if float(rank1) < self.best_rank1:
-            return
-        self.best_rank1 = float(rank1)
-        path = os.path.join(save_dir, WEIGHTS_NAME)
-        atomic_torch_save(self.model.state_dict(), path)
-        logger.info("epoch %d: Rank-1 %.4f, saved %s", epoch + 1, self.best_rank1, path)
 
     def two_stepped_transfer_learning(self, epoch, fixbase_epoch, open_layers, model=None):
         """torchreid's, then re-freezes the BNNeck bias that its ``open_all_layers`` opens."""
         super().two_stepped_transfer_learning(epoch, fixbase_epoch, open_layers, model)
         self.model.bottleneck.bias.requires_grad_(False)
-
-    def train(self, *args, **kwargs) -> None:
-        """torchreid's epoch, then records the epoch's mean loss in :attr:`epoch_losses`."""
-        self._batch_losses = []
-        super().train(*args, **kwargs)
-        self.epoch_losses.append(float(np.mean(self._batch_losses)))
-        logger.info("epoch %d: loss %.4f", self.epoch + 1, self.epoch_losses[-1])
 
     def forward_backward(self, data: dict) -> dict:
         """One step on a paired batch; returns the loss terms and the batch accuracy."""
