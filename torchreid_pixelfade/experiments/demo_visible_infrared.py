@@ -42,7 +42,7 @@ def make_data(root: str, quick: bool = False) -> None:
         make_synthetic_sysu_mm01(root, SyntheticSysuConfig(
             num_train_ids=160, num_val_ids=8, num_test_ids=20, images_per_id_per_camera=2,
             **size))
-        make_synthetic_regdb(root, SyntheticRegDBConfig(num_ids=160, images_per_id=4, **size))
+        make_synthetic_regdb(root, SyntheticRegDBConfig(num_ids=160, images_per_id=2, **size))
 
 
 def demo_config(data_root: str, save_dir: str, dataset: str, quick: bool = False):
