@@ -148,3 +148,98 @@ def test_compute_distances():
         compute_distances(qf, gf[:, :4])
     with pytest.raises(ValueError, match="2-D"):
         compute_distances(qf[0], gf)
+
+
+# ----------------------------------------------------------------------------- fast path
+
+
+def _loop_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """Per-query loop over a full argsort of each row (torchreid's way), Market protocol."""
+    cmcs, aps, inps = [], [], []
+    for i in range(len(q_pids)):
+        order = np.argsort(distmat[i])
+        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i]))
+        matches = (g_pids[order] == q_pids[i])[keep].astype(int)
+        if not matches.any():
+            continue
+        cum = matches.cumsum()
+        hits = np.nonzero(matches)[0]
+        aps.append(np.mean(cum[hits] / (hits + 1.0)))
+        inps.append(cum[hits[-1]] / (hits[-1] + 1.0))
+        cmcs.append(np.minimum(cum, 1)[:max_rank])
+    return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps))
+
+
+def _assert_same_as_loop(problem, **kwargs):
+    res = evaluate_rank(*problem, **kwargs)
+    cmc, mean_ap, minp = _loop_reference(*problem, max_rank=len(res.cmc))
+    np.testing.assert_allclose(res.cmc, cmc, atol=1e-12)
+    assert res.mAP == pytest.approx(mean_ap, abs=1e-12)
+    assert res.mINP == pytest.approx(minp, abs=1e-12)
+    return res
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int32, np.uint8])
+def test_other_dtypes_rank_like_an_argsort(dtype):
+    """Integer distances (all rows tied) and half precision rank exactly like argsort."""
+    distmat, *labels = _random_problem(7, num_q=60, num_g=150)
+    _assert_same_as_loop(((distmat * 100).astype(dtype), *labels), chunk_size=16)
+
+
+def test_ties_at_matches_follow_argsort_order():
+    """Distances rounded to 2 decimals: matches often tie with other items; tied rows fall back
+    to the argsort, so the order of ties, and thus CMC and AP, equals torchreid's exactly."""
+    distmat, *labels = _random_problem(8, num_q=200, num_g=400)
+    problem = (np.round(distmat, 2), *labels)
+    res = _assert_same_as_loop(problem, chunk_size=32)
+    ref_cmc, ref_map = tr.metrics.evaluate_rank(*problem, max_rank=50, use_metric_cuhk03=False,
+                                                use_cython=False)
+    np.testing.assert_allclose(res.cmc, ref_cmc, atol=1e-12)
+    assert res.mAP == pytest.approx(ref_map, abs=1e-12)
+
+
+def test_inf_and_nan_distances_rank_like_an_argsort():
+    """inf and NaN (sorted last by argsort) give the argsort's ranking, at matches or not."""
+    distmat, *labels = _random_problem(9, num_q=80, num_g=120)
+    distmat = distmat.astype(np.float64)
+    rng = np.random.default_rng(0)
+    distmat[rng.random(distmat.shape) < 0.05] = np.inf
+    distmat[rng.random(distmat.shape) < 0.05] = np.nan
+    _assert_same_as_loop((distmat, *labels), chunk_size=8)
+
+
+def test_argsort_only_for_rows_with_ties(monkeypatch):
+    """Continuous distances never need the argsort; integer ones need it on every valid row."""
+    from torchreid_pixelfade.metrics import rank as rank_module
+    argsorted = []
+    original = rank_module._argsort_positions
+
+    def counting(distmat, *args):
+        argsorted.append(len(distmat))
+        return original(distmat, *args)
+
+    monkeypatch.setattr(rank_module, "_argsort_positions", counting)
+    evaluate_rank(*_random_problem(10, num_q=100, num_g=300))
+    assert argsorted == []
+    res = evaluate_rank(*_random_problem(10, num_q=100, num_g=300, integer=True), chunk_size=25)
+    assert sum(argsorted) >= res.num_valid_queries
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+def test_threads_do_not_change_the_result(num_threads):
+    problem = _random_problem(11, num_q=210, num_g=300)
+    single = evaluate_rank(*problem, chunk_size=1000, num_threads=1)
+    res = evaluate_rank(*problem, chunk_size=20, num_threads=num_threads)
+    np.testing.assert_array_equal(res.cmc, single.cmc)
+    assert (res.mAP, res.mINP, res.num_valid_queries) == (
+        single.mAP, single.mINP, single.num_valid_queries)
+    with pytest.raises(ValueError, match="num_threads"):
+        evaluate_rank(*problem, num_threads=0)
+
+
+def test_auto_chunk_size_bounds_the_chunk_memory():
+    from torchreid_pixelfade.metrics.rank import CHUNK_BYTES, auto_chunk_size
+    rows = auto_chunk_size(15913)  # Market-1501's gallery, float32
+    assert rows * 15913 * (4 + 21) <= CHUNK_BYTES < (rows + 1) * 15913 * (4 + 21)
+    assert auto_chunk_size(15913, itemsize=8) < rows
+    assert auto_chunk_size(10 ** 9) == 1  # never zero rows
