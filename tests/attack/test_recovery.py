@@ -1,4 +1,5 @@
-"""Recovery attack: U-Net shapes, learning a toy inverse, metrics, run_attack and the CLI."""
+"""Recovery attack: U-Net shapes, learning a toy inverse, metrics, run_attack and the CLI, and
+training on pairs streamed from a protected folder."""
 import json
 import os
 import shutil
@@ -9,10 +10,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from torchreid_pixelfade.attack import (UNet, attacker_prior, load_pairs, matching_scores,
-                                        max_depth, pairs_from_protected, recover,
-                                        recovery_metrics, run_attack, train_recovery)
+from torch.utils.data import TensorDataset
+
+from torchreid_pixelfade.attack import (EpochOrder, PairDataset, UNet, attacker_prior, load_pairs,
+                                        matching_scores, max_depth, pairs_from_protected,
+                                        recover, recovery_metrics, run_attack, train_recovery,
+                                        train_recovery_on_pairs)
 from torchreid_pixelfade.cli import main
+from torchreid_pixelfade.io import ImageReadError
 from torchreid_pixelfade.protect import Blur, Mosaic
 from torchreid_pixelfade.store import ImageRecord, ProtectionIdentity, protect_records
 
@@ -221,3 +226,81 @@ def test_cli_attack(folders, tmp_path):
     assert results["depth"] == 4 and results["width"] == 4 and results["epochs"] == 1
     assert np.isfinite(results["metrics"]["official"]["psnr"])
     assert (out / "unet.pth").exists() and (out / "recovery_grid.png").exists()
+
+
+# ----------------------------------------------------------------------------- streamed pairs
+
+
+def test_epoch_order_is_one_seeded_randperm_per_epoch():
+    """Same seed, same order; each epoch is a fresh permutation from the same generator (the
+    order the in-memory trainer used before the pairs were streamed)."""
+    order = EpochOrder(10, torch.Generator().manual_seed(3))
+    reference = torch.Generator().manual_seed(3)
+    epochs = [list(order) for _ in range(3)]
+    assert epochs == [torch.randperm(10, generator=reference).tolist() for _ in range(3)]
+    assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+    assert epochs[0] != epochs[1] and len(order) == 10
+
+
+def test_pair_dataset_reads_what_load_pairs_loads(folders):
+    attacker, _ = folders
+    pairs = PairDataset.from_folder(attacker)
+    protected, originals = load_pairs(attacker)
+    assert len(pairs) == len(protected)
+    for index in (0, len(pairs) - 1):
+        assert torch.equal(pairs[index][0], protected[index])
+        assert torch.equal(pairs[index][1], originals[index])
+    resized = PairDataset.from_folder(attacker, 32, 16)
+    assert resized[0][0].shape == resized[0][1].shape == (3, 32, 16)
+
+
+def test_pair_dataset_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="equally long"):
+        PairDataset(["a.png"], [], 64, 32)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(ImageReadError, match="bad.png"):
+        PairDataset([str(bad)], [str(bad)], 64, 32)[0]
+    with pytest.raises(ValueError, match="at least one"):
+        train_recovery_on_pairs(TensorDataset(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8)))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_streamed_training_equals_in_memory_training(folders, num_workers):
+    """Pairs read from disk batch by batch (in this process or a worker) give the very same
+    weights as the same pairs held in memory: same seed, same batches."""
+    attacker, _ = folders
+    settings = {"width": 4, "depth": 4, "epochs": 2, "batch_size": 4, "seed": 1,
+                "progress": False}
+    in_memory = train_recovery(*load_pairs(attacker), **settings)
+    streamed = train_recovery_on_pairs(PairDataset.from_folder(attacker),
+                                       num_workers=num_workers, **settings)
+    for (name, a), b in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_run_attack_streams_the_attacker_pairs(folders, tmp_path, monkeypatch):
+    """Only the victims are loaded into memory; the attacker's pairs are read per batch."""
+    from torchreid_pixelfade.attack import recovery
+    attacker, victim = folders
+    loaded = []
+    original_load_pairs = recovery.load_pairs
+
+    def recording_load_pairs(folder, *args, **kwargs):
+        loaded.append(folder)
+        return original_load_pairs(folder, *args, **kwargs)
+
+    monkeypatch.setattr(recovery, "load_pairs", recording_load_pairs)
+    result = run_attack(attacker, victim, str(tmp_path), progress=False, **TINY)
+    assert loaded == [victim]
+    assert result["num_train_pairs"] == len(PairDataset.from_folder(attacker))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_matches_the_device_argument(folders):
+    attacker, _ = folders
+    net = train_recovery_on_pairs(PairDataset.from_folder(attacker), width=4, depth=4,
+                                  epochs=1, batch_size=4, device="cuda", progress=False)
+    assert all(p.device.type == "cuda" for p in net.parameters())
+    protected, _ = load_pairs(attacker)
+    assert recover(net, protected[:2]).device.type == "cpu"

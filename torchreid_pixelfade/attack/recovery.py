@@ -28,21 +28,24 @@ import json
 import logging
 import os
 import time
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from tqdm import tqdm
 
-from ..io import atomic_torch_save, atomic_write_json, write_image_grid
-from ..metrics.privacy import psnr, ssim
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..io import load_images
+from ..io import (atomic_torch_save, atomic_write_json, load_image_tensor, load_images,
+                  write_image_grid)
+from ..metrics.privacy import psnr, ssim
 from ..store import ProtectedFolder
 from .unet import UNet, max_depth
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["pairs_from_protected", "load_pairs", "train_recovery", "recover",
+__all__ = ["pairs_from_protected", "load_pairs", "PairDataset", "EpochOrder", "train_recovery",
+           "train_recovery_on_pairs", "recover",
            "recovery_metrics", "matching_scores", "attacker_prior", "run_attack", "load_attacker",
            "ATTACK_JSON",
            "GRID_PNG", "WEIGHTS"]
@@ -109,21 +112,85 @@ def _check_pairs(protected: torch.Tensor, originals: torch.Tensor) -> None:
                          f"{tuple(protected.shape)} vs {tuple(originals.shape)}")
 
 
-def _train_epoch(net: UNet, optimizer: torch.optim.Optimizer, protected: torch.Tensor,
-                 originals: torch.Tensor, batch_size: int, generator: torch.Generator,
+class PairDataset(Dataset):
+    """(protected, original) image pairs read from disk one pair at a time.
+
+    Only the two path lists stay in memory, so training memory does not grow with the number of
+    pairs. Items are loaded exactly as :meth:`ProtectedFolder.load_pairs` loads them (same
+    decoder and bilinear resize), so a batch equals the rows of the in-memory tensors.
+
+    Args:
+        protected_paths: paths of the protected PNGs.
+        original_paths: paths of their originals, same length.
+        height, width: size each image is loaded at.
+
+    Raises:
+        ValueError: if the lists differ in length or are empty.
+    """
+
+    def __init__(self, protected_paths: Sequence[str], original_paths: Sequence[str],
+                 height: int, width: int) -> None:
+        if len(protected_paths) != len(original_paths) or not protected_paths:
+            raise ValueError(f"expected two equally long, non-empty path lists, got "
+                             f"{len(protected_paths)} and {len(original_paths)} paths")
+        self.protected_paths, self.original_paths = list(protected_paths), list(original_paths)
+        self.height, self.width = height, width
+
+    @classmethod
+    def from_folder(cls, folder: str, height: int | None = None, width: int | None = None
+                    ) -> "PairDataset":
+        """The pairs of a ``protect`` output folder, sorted by protected path, at ``height x
+        width`` (None: the size stored in the manifest).
+
+        Raises:
+            FileNotFoundError: without a manifest. ValueError: if it lists no images.
+        """
+        opened = open_folder(folder)
+        size = (height, width) if height and width else opened.image_size
+        return cls(*opened.pairs(), *size)
+
+    def __len__(self) -> int:
+        return len(self.protected_paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(protected, original)``, two ``(3, H, W)`` float tensors in [0, 1].
+
+        Raises:
+            ImageReadError: naming an unreadable image.
+        """
+        return (load_image_tensor(self.protected_paths[index], self.height, self.width),
+                load_image_tensor(self.original_paths[index], self.height, self.width))
+
+
+class EpochOrder(Sampler):
+    """One ``torch.randperm`` of the indices per pass, drawn from ``generator``: the shuffling
+    of every epoch depends only on the seed and the number of pairs (unlike ``RandomSampler``,
+    whose draws per pass depend on its ``num_samples``)."""
+
+    def __init__(self, size: int, generator: torch.Generator) -> None:
+        self.size, self.generator = size, generator
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.size, generator=self.generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _train_epoch(net: UNet, optimizer: torch.optim.Optimizer, batches: DataLoader,
                  device: torch.device) -> float:
-    """One pass over shuffled pairs; returns the mean L1 loss per image."""
-    order = torch.randperm(len(protected), generator=generator)
-    total = 0.0
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        inputs, targets = protected[index].to(device), originals[index].to(device)
+    """One pass over the shuffled batches; returns the mean L1 loss per image."""
+    total, count = 0.0, 0
+    for inputs, targets in batches:
+        inputs = inputs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
         loss = torch.nn.functional.l1_loss(net(inputs), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(index)
-    return total / len(order)
+        total += loss.item() * len(inputs)
+        count += len(inputs)
+    return total / count
 
 
 def _new_unet(width: int, depth: int, seed: int) -> UNet:
@@ -137,20 +204,15 @@ def train_recovery(protected: torch.Tensor, originals: torch.Tensor, width: int 
                    depth: int | None = None, epochs: int = 100, batch_size: int = 16,
                    lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
                    progress: bool = True) -> UNet:
-    """Trains a U-Net to map protected images back to their originals (L1 loss, Adam).
+    """Trains a U-Net to map protected images back to their originals (L1 loss, Adam), from
+    pairs held in memory; see :func:`train_recovery_on_pairs` for pairs streamed from disk.
 
     Args:
-        protected: ``(N, 3, H, W)`` protected pixel images in [0, 1] (any device).
+        protected: ``(N, 3, H, W)`` protected pixel images in [0, 1] (any device; batches are
+            taken from a CPU copy).
         originals: same shape, the originals in [0, 1].
-        width: U-Net base width (pix2pix ``ngf``; 64 officially).
-        depth: U-Net down-samplings; None = the largest depth <= 7 dividing H and W.
-        epochs: passes over the pairs (100 in the paper).
-        batch_size: pairs per optimiser step (the last batch may be smaller).
-        lr: Adam learning rate (default betas).
-        seed: seeds the weight initialisation and the shuffling (a local ``torch.Generator``; the
-            global RNG state is left as it was).
-        device: where the network is trained; batches are moved there.
-        progress: show a tqdm bar over epochs.
+        width, depth, epochs, batch_size, lr, seed, device, progress: see
+            :func:`train_recovery_on_pairs`.
 
     Returns:
         The trained :class:`UNet` on ``device``, in eval mode.
@@ -160,18 +222,62 @@ def train_recovery(protected: torch.Tensor, originals: torch.Tensor, width: int 
             does not divide.
     """
     _check_pairs(protected, originals)
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
-    height, image_width = protected.shape[-2:]
+    pairs = TensorDataset(protected.cpu(), originals.cpu())  # batches are moved to ``device``
+    return train_recovery_on_pairs(pairs, width=width, depth=depth,
+                                   epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                   device=device, progress=progress)
+
+
+def train_recovery_on_pairs(pairs: Dataset, width: int = 64, depth: int | None = None,
+                            epochs: int = 100, batch_size: int = 16, lr: float = 1e-3,
+                            seed: int = 0, device: str | torch.device = "cpu",
+                            progress: bool = True, num_workers: int = 0) -> UNet:
+    """Trains a U-Net to map protected images back to their originals (L1 loss, Adam), reading
+    the pairs batch by batch (a :class:`PairDataset` keeps memory flat in the number of pairs).
+
+    Args:
+        pairs: a dataset of ``(protected, original)`` ``(3, H, W)`` tensors in [0, 1], all of one
+            size (e.g. :meth:`PairDataset.from_folder`).
+        width: U-Net base width (pix2pix ``ngf``; 64 officially).
+        depth: U-Net down-samplings; None = the largest depth <= 7 dividing H and W.
+        epochs: passes over the pairs (100 in the paper).
+        batch_size: pairs per optimiser step (the last batch may be smaller).
+        lr: Adam learning rate (default betas).
+        seed: seeds the weight initialisation and the shuffling (a local ``torch.Generator``, one
+            ``randperm`` per epoch; the global RNG state is left as it was). The same seed and
+            pairs give the same batches, whether the pairs come from memory or from disk.
+        device: where the network is trained (``"cuda"`` for a GPU); batches are moved there.
+        progress: show a tqdm bar over epochs.
+        num_workers: DataLoader processes reading pairs (0: read in this process). Does not
+            change the batches.
+
+    Returns:
+        The trained :class:`UNet` on ``device``, in eval mode.
+
+    Raises:
+        ValueError: for no pairs, ``epochs < 0``, ``batch_size < 1``, ``num_workers < 0`` or a
+            size that ``depth`` does not divide.
+    """
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one (protected, original) pair, got none")
+    if epochs < 0 or batch_size < 1 or num_workers < 0:
+        raise ValueError(f"epochs and num_workers must be >= 0 and batch_size >= 1, got "
+                         f"{epochs}, {num_workers}, {batch_size}")
+    device = torch.device(device)
+    height, image_width = pairs[0][0].shape[-2:]
     depth = max_depth(height, image_width) if depth is None else depth
     net = _new_unet(width, depth, seed).to(device)
     net.check_size(height, image_width)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
+    # the loader's own generator seeds its workers, so it never draws from the global RNG
+    batches = DataLoader(pairs, batch_size=batch_size,
+                         sampler=EpochOrder(len(pairs), torch.Generator().manual_seed(seed)),
+                         generator=torch.Generator().manual_seed(seed),
+                         num_workers=num_workers, persistent_workers=num_workers > 0,
+                         pin_memory=device.type == "cuda")
     net.train()
     for epoch in tqdm(range(epochs), desc="recovery attack", unit="epoch", disable=not progress):
-        loss = _train_epoch(net, optimizer, protected, originals, batch_size, generator,
-                            torch.device(device))
+        loss = _train_epoch(net, optimizer, batches, device)
         logger.info("recovery epoch %d/%d: L1 %.4f", epoch + 1, epochs, loss)
     return net.eval()
 
@@ -330,22 +436,23 @@ def _previous_training(out_dir: str, training: dict) -> dict | None:
 
 
 def _load_or_train(out_dir: str, training: dict, attacker_folder: str,
-                   device: str | torch.device, progress: bool) -> tuple[UNet, float, bool]:
+                   device: str | torch.device, progress: bool, num_workers: int = 0
+                   ) -> tuple[UNet, float, bool]:
     """Loads ``unet.pth`` when trained with the same settings, else trains on the attacker's pairs
-    and saves it. Returns ``(net, seconds spent training, reused)``."""
+    (streamed from disk) and saves it. Returns ``(net, seconds spent training, reused)``."""
     weights = os.path.join(out_dir, WEIGHTS)
     previous = _previous_training(out_dir, training)
     if previous is not None:
         logger.info("reusing %s (same training settings)", weights)
         net = load_attacker(out_dir, device)
         return net, float(previous.get("seconds_training", 0.0)), True
-    protected, originals = load_pairs(attacker_folder, *training["image_size"])
-    logger.info("training the recovery U-Net on %d pairs of %s", len(protected), attacker_folder)
+    pairs = PairDataset.from_folder(attacker_folder, *training["image_size"])
+    logger.info("training the recovery U-Net on %d pairs of %s", len(pairs), attacker_folder)
     began = time.perf_counter()
-    net = train_recovery(protected, originals, width=training["width"], depth=training["depth"],
-                         epochs=training["epochs"], batch_size=training["batch_size"],
-                         lr=training["lr"], seed=training["seed"], device=device,
-                         progress=progress)
+    net = train_recovery_on_pairs(pairs, width=training["width"], depth=training["depth"],
+                                  epochs=training["epochs"], batch_size=training["batch_size"],
+                                  lr=training["lr"], seed=training["seed"], device=device,
+                                  progress=progress, num_workers=num_workers)
     seconds = time.perf_counter() - began
     atomic_torch_save(net.state_dict(), weights)
     # record the settings at once, so an interrupted run resumes without retraining
@@ -357,7 +464,7 @@ def _load_or_train(out_dir: str, training: dict, attacker_folder: str,
 def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: int = 64,
                depth: int | None = None, epochs: int = 100, batch_size: int = 16,
                lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
-               progress: bool = True) -> dict:
+               progress: bool = True, num_workers: int = 0) -> dict:
     """Trains the recovery U-Net on the attacker's pairs and attacks the victims' images.
 
     Attacker images are loaded at the attacker manifest's size, victim images at the victim
@@ -370,7 +477,9 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         attacker_folder: ``protect`` output folder whose pairs the attacker trains on.
         victim_folder: ``protect`` output folder of the victims (any dataset).
         out_dir: output folder (created if needed).
-        width, depth, epochs, batch_size, lr, seed, device, progress: see :func:`train_recovery`.
+        width, depth, epochs, batch_size, lr, seed, device, progress, num_workers: see
+            :func:`train_recovery_on_pairs` (the attacker's pairs are streamed from disk; the
+            victims' are loaded into memory).
 
     Returns:
         ``{"metrics", "protected_vs_original", "prior", "num_train_pairs", "num_victims", "epochs",
@@ -388,7 +497,8 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
     training = {"attacker": attacker, "num_train_pairs": attacker["num_images"],
                 "image_size": [height, image_width], "width": width, "depth": depth,
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    net, seconds, reused = _load_or_train(out_dir, training, attacker_folder, device, progress)
+    net, seconds, reused = _load_or_train(out_dir, training, attacker_folder, device, progress,
+                                          num_workers)
     protected, originals = load_pairs(victim_folder)
     if tuple(protected.shape[-2:]) != (height, image_width):
         logger.warning("victim images are %dx%d, attacker images %dx%d",
