@@ -9,6 +9,7 @@ from torchreid_pixelfade import config as C
 from torchreid_pixelfade.cli import build_parser, main, parse_args
 from torchreid_pixelfade.workflows import dataset_records
 from torchreid_pixelfade.models import build_reid_model
+from torchreid_pixelfade.store import ProtectedFolder
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "osnet_x0_25_128x64.yaml")
 KEYS = {"settings", "privacy", "protection", "num_query", "num_gallery", "model", "dataset"}
@@ -88,6 +89,19 @@ def test_train_protect_evaluate_on_synthetic(tiny_market, tmp_path):
                  str(tmp_path / "r.json"), *overrides]) == 0
     results = json.loads((tmp_path / "r.json").read_text())
     assert set(results) >= KEYS and results["protection"]["steps"] == 6
+    entries = ProtectedFolder.open(str(tmp_path / "p")).images.values()
+    assert results["protection"]["constraint_missed"] == sum(
+        e.constraint_met is False for e in entries)
+    assert 1 <= results["protection"]["steps_used_mean"] <= 6 + 20  # T + extra_steps
+    # a bound no image meets, refused: exit 2, every image still stored and recorded
+    assert main(["protect", *common, "--output", str(tmp_path / "refused"), "--no-progress",
+                 *overrides, "pixelfade.eps", "0.0", "pixelfade.extra_steps", "0",
+                 "pixelfade.on_missed_constraint", "fail"]) == 2
+    refused = ProtectedFolder.open(str(tmp_path / "refused"))
+    assert len(refused) == len(entries) and refused.summary()["constraint_met_fraction"] == 0
+    with pytest.raises(ValueError, match="on_missed_constraint must be one of"):
+        main(["--log-level", "DEBUG", "protect", *common, "--output", str(tmp_path / "x"),
+              *overrides, "pixelfade.on_missed_constraint", "skip"])
 
 
 @pytest.mark.slow

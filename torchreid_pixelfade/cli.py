@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from . import config as C
+from .store import ConstraintMissedError
 
 logger = logging.getLogger(__name__)
 
@@ -211,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Failures a user can fix (bad path, bad value, refused folder): one line, no traceback.
-EXPECTED_ERRORS = (ValueError, KeyError, TypeError, OSError)
+#: Failures a user can fix (bad path, bad value, refused folder, images that miss the feature
+#: bound under pixelfade.on_missed_constraint fail): one line, no traceback.
+EXPECTED_ERRORS = (ValueError, KeyError, TypeError, OSError, ConstraintMissedError)
 
 
 def _looks_like_option(token: str) -> bool:

@@ -27,7 +27,9 @@ def test_identity_protection_gives_four_equal_settings(tiny_records, trained_mod
 
 
 def test_results_schema_and_markdown(tiny_records, random_model, tmp_path):
-    protect(PixelFade(random_model, steps=3, seed=0), tiny_records, tmp_path)
+    # eps 0: no image meets the bound, so the counts of misses show
+    protect(PixelFade(random_model, steps=3, seed=0, eps=0.0, extra_steps=0), tiny_records,
+            tmp_path)
     result = evaluate_folder(random_model, str(tmp_path))
     results = result.to_dict()
     json.dumps(results)
@@ -38,7 +40,11 @@ def test_results_schema_and_markdown(tiny_records, random_model, tmp_path):
         assert set(results["settings"][setting]) == {"rank1", "rank5", "rank10", "mAP", "mINP"}
         assert all(0 <= v <= 1 for v in results["settings"][setting].values())
     assert set(results["protection"]) == {"name", "steps", "constraint_met_fraction",
-                                          "seconds_per_image"}
+                                          "constraint_missed", "steps_used_mean",
+                                          "steps_used_max", "seconds_per_image"}
+    assert results["protection"]["constraint_missed"] == 24
+    assert results["protection"]["constraint_met_fraction"] == 0
+    assert "constraint met for 0.0% of images (24 missed" in result.to_markdown()
     assert results["protection"]["steps"] == 3 and results["privacy"]["ssim"] < 0.2
     # the folder's dataset; the model that extracted the features (not the folder's label)
     assert results["dataset"] == "synthetic" and results["model"] == "tiny-random"

@@ -13,13 +13,17 @@ from torchreid_pixelfade.protect import (AVIH, AVIHParams, Blur, BlurParams, Ide
 
 # Manifests of existing protected folders store hparams(); resuming them compares the dicts, and
 # the evaluation hook hashes them into its cache key. These are the defaults as of the Params
-# refactor (the same keys, order and values as the hand-written hparams() before it).
+# refactor (the same keys, order and values as the hand-written hparams() before it), plus
+# step_control and extra_steps (the adaptive step control, docs/RESULTS.md "Constraint by
+# construction"): a deliberate change, so folders protected before it are not resumed as if
+# their images had been protected the same way.
 PINNED = {
     "pixelfade": {"steps": 100, "warmup_steps": 5, "num_masks": 5, "eps": 0.03,
                   "eps_mode": "absolute", "momentum": 0.6, "beta": 0.01, "beta_temp": 0.04,
                   "no_replace_last": 5, "loss_reduction": "mean", "constraint_scope": "image",
                   "mask_index": "step", "mask_unit": "element", "co_every_step": True,
-                  "clamp": "valid", "quantize": True, "seed": None, "target": "noise",
+                  "clamp": "valid", "step_control": "adaptive", "extra_steps": 20,
+                  "quantize": True, "seed": None, "target": "noise",
                   "noise_weight": 1.0, "replacement": "replace", "perturb_amplitude": 0.5,
                   "l1_weight": 1.0},
     "avih": {"steps": 100, "step_size": 0.01, "momentum": 0.3, "decay": 0.85, "patience": 16,

@@ -3,7 +3,8 @@
 Layout (``configs/*.yaml``, ``KEY VALUE`` overrides)::
 
     pixelfade.enabled, .protector, .protect, .batch_size, .seed, .cache_dir,
-    pixelfade.report_setting, .skip_corrupt           how protection runs (any protector)
+    pixelfade.report_setting, .skip_corrupt,
+    pixelfade.on_missed_constraint                     how protection runs (any protector)
     pixelfade.<field>                                  PixelFade's hyper-parameters (eps, steps...)
     pixelfade.<name>.<field>                           any other registered protector's, e.g.
                                                        pixelfade.avih.step_size, pixelfade.blur.sigma
@@ -19,6 +20,7 @@ import dataclasses
 from yacs.config import CfgNode as CN
 
 from ..protect import list_protectors, protector_params
+from ..store import ON_MISSED_CONSTRAINT
 
 #: The protector whose hyper-parameters sit directly under ``pixelfade`` (documented keys).
 HOME = "pixelfade"
@@ -36,6 +38,9 @@ def _run_options() -> CN:
     node.cache_dir = ""  # where the evaluation hook stores protected images
     node.report_setting = "P2P"  # which setting's Rank-1/mAP evaluation returns
     node.skip_corrupt = False  # skip unreadable images (listed in the manifest) instead of failing
+    # stored images that miss d(f(x_p), f(x)) <= eps: 'keep', 'warn' or 'fail' (after storing
+    # and recording every image; the manifest marks each, results.json counts them)
+    node.on_missed_constraint = "warn"
     return node
 
 
@@ -99,6 +104,9 @@ def check_run_options(cfg: CN) -> None:
         raise ValueError(f"pixelfade.batch_size must be >= 1, got {node.batch_size}")
     if node.seed < -1:
         raise ValueError(f"pixelfade.seed must be >= 0, or -1 for OS noise; got {node.seed}")
+    if node.on_missed_constraint not in ON_MISSED_CONSTRAINT:
+        raise ValueError(f"pixelfade.on_missed_constraint must be one of "
+                         f"{ON_MISSED_CONSTRAINT}, got {node.on_missed_constraint!r}")
     sides = set(node.protect) - {"query", "gallery"}
     if sides or not node.protect:
         raise ValueError(f"pixelfade.protect takes 'query' and/or 'gallery', got "
@@ -113,4 +121,5 @@ def protection_options(cfg: CN) -> dict:
             "protect": list(node.protect),
             "cache_dir": node.cache_dir or f"{cfg.data.save_dir}/pixelfade-cache",
             "batch_size": node.batch_size, "report_setting": node.report_setting,
-            "skip_corrupt": node.skip_corrupt}
+            "skip_corrupt": node.skip_corrupt,
+            "on_missed_constraint": node.on_missed_constraint}

@@ -61,15 +61,19 @@ class EvaluationResult:
             values = [row.get(key, float("nan")) for _, key in COLUMNS]
             lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
         privacy, protection = self.privacy, self.protection
-        met = protection["constraint_met_fraction"]
+        met, missed = protection["constraint_met_fraction"], protection.get("constraint_missed")
+        used = protection.get("steps_used_mean")
         lines += ["", f"Privacy (protected vs original, mean over {self.num_query} query + "
                   f"{self.num_gallery} gallery images): SSIM {privacy['ssim']:.3f}, "
                   f"PSNR {privacy['psnr']:.2f} dB, Anderson-Darling {privacy['ad']:.1f} "
                   f"(median {privacy['ad_median']:.1f}).",
-                  f"Protection: {protection['name']}, {protection['steps']} steps, "
-                  f"{protection['seconds_per_image']:.3f} s per image"
-                  + (f", constraint met for {100 * met:.1f}% of images." if met is not None
-                     else ".")]
+                  f"Protection: {protection['name']}, {protection['steps']} steps"
+                  + (f" ({used:.1f} used per image on average, at most "
+                     f"{protection['steps_used_max']})" if used is not None else "")
+                  + f", {protection['seconds_per_image']:.3f} s per image"
+                  + (f", constraint met for {100 * met:.1f}% of images" if met is not None
+                     else "")
+                  + (f" ({missed} missed, listed in the manifest)" if missed else "") + "."]
         return "\n".join(lines) + "\n"
 
     def write(self, json_path: str) -> None:

@@ -13,6 +13,13 @@ Objective (Eq. 1): make the protected image ``x_p`` as close as possible to a fi
 3. Constraint Operation (CO): momentum over the per-image mean-|g| normalised gradient, a step of
    ``beta`` where the constraint holds and ``beta_temp`` where it does not, then the clamp.
 
+``step_control='adaptive'`` (default) makes the constraint hold without per-model step sizes:
+each image's step is ``beta`` or ``beta_temp`` times its own scale (Rprop's rule: halved after a
+CO step that raised its distance, x1.2 up to 1 after one that lowered it), and the final phase
+without replacement stops each image as soon as its stored 8-bit version meets eps, running up
+to ``extra_steps`` past ``T`` for those that have not (``docs/RESULTS.md``, "Constraint by
+construction"). ``'fixed'`` is the paper's and official loop, unchanged.
+
 All arithmetic happens in the model's normalised space, as in the official code, so ``eta`` is
 N(0, 1) there (N(mean_c, std_c^2) in pixels) and ``beta`` = 0.01 keeps its meaning. Every switch
 between the paper and the official code is a field of :class:`PixelFadeParams`; see
@@ -21,6 +28,7 @@ between the paper and the official code is a field of :class:`PixelFadeParams`; 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -34,13 +42,21 @@ from .params import HyperParameters, check_choice, hparam, hyperparameters
 
 Bounds = tuple[torch.Tensor, torch.Tensor]
 
+logger = logging.getLogger(__name__)
+
+#: factors of the adaptive step scale: Rprop's textbook values (Riedmiller and Braun, 1993),
+#: used as they are, not tuned on any model
+STEP_SHRINK = 0.5
+STEP_GROW = 1.2
+
 
 @hyperparameters
 class PixelFadeParams(HyperParameters):
     """Hyper-parameters of :class:`PixelFade` (paper 4.1.4 with the official code's behaviour).
 
-    Four kinds: the paper's (``steps`` .. ``no_replace_last``), paper-vs-official switches
-    (``loss_reduction`` .. ``clamp``), runtime settings (``quantize``, ``seed``) and the
+    Five kinds: the paper's (``steps`` .. ``no_replace_last``), paper-vs-official switches
+    (``loss_reduction`` .. ``clamp``), the step control that makes the constraint hold
+    (``step_control``, ``extra_steps``), runtime settings (``quantize``, ``seed``) and the
     ablations of paper Tables 3-4 and Fig. 4 (``target`` .. ``l1_weight``).
     """
 
@@ -89,6 +105,22 @@ class PixelFadeParams(HyperParameters):
                         "the scalar min/max of the normalised batch (official; lets values "
                         "leave [0, 1] and couples an image to its batch); outputs are still "
                         "clipped to [0, 1] when returned.")
+    step_control: str = hparam("adaptive", "'adaptive': each image's CO step is beta or "
+                               "beta_temp times its own scale in (0, 1], halved after a CO "
+                               "step that raised its distance and x1.2 (up to 1) after one "
+                               "that lowered it (steps that replaced are not judged); from "
+                               "step T - no_replace_last on, an image stops as soon as its "
+                               "stored version meets eps (measured on the 8-bit image with "
+                               "quantize), one that has not by T continues up to "
+                               "extra_steps more, and one that never does returns its "
+                               "closest measured state. 'fixed': the paper's and official "
+                               "loop, T steps of constant beta / beta_temp. "
+                               "constraint_scope='batch' always runs 'fixed' (its one check "
+                               "per batch cannot stop images one by one).")
+    extra_steps: int = hparam(20, "'adaptive' only: the most CO steps past T for an image "
+                              "whose stored version still misses eps (>= 0); a batch costs "
+                              "at most (T + extra_steps) / T forward and backward passes per "
+                              "image of the fixed loop's.")
     quantize: bool = hparam(True, "optimise through, and measure on, the 8-bit rounded image "
                             "(as stored; default, so the constraint holds for the saved "
                             "image). False: float values throughout, as the official code.")
@@ -117,14 +149,29 @@ class PixelFadeParams(HyperParameters):
         check_choice("mask_index", self.mask_index, ("step", "count"))
         check_choice("mask_unit", self.mask_unit, MASK_UNITS)
         check_choice("clamp", self.clamp, ("valid", "batch"))
+        check_choice("step_control", self.step_control, ("adaptive", "fixed"))
         check_choice("target", self.target, tuple(TARGETS))
         check_choice("replacement", self.replacement, tuple(REPLACEMENTS))
         for name, low in (("steps", 1), ("num_masks", 1), ("warmup_steps", 0),
-                          ("no_replace_last", 0), ("eps", 0), ("beta", 0), ("beta_temp", 0),
-                          ("perturb_amplitude", 0), ("l1_weight", 0)):
+                          ("no_replace_last", 0), ("extra_steps", 0), ("eps", 0), ("beta", 0),
+                          ("beta_temp", 0), ("perturb_amplitude", 0), ("l1_weight", 0)):
             self._check_range(name, low)
         self._check_range("momentum", 0, 1, high_open=True)
         self._check_range("noise_weight", 0, 1)
+
+
+@dataclasses.dataclass
+class PixelFadeResult(ProtectionResult):
+    """:class:`ProtectionResult` with the cost of each image.
+
+    Attributes:
+        steps: ``(B,)`` long, forward and backward passes the image used: ``T`` with
+            ``step_control='fixed'``; with ``'adaptive'`` those before the final phase
+            (``T - no_replace_last``, or the warm-up if longer) plus those of its final phase,
+            at most ``T + extra_steps``.
+    """
+
+    steps: torch.Tensor | None = None
 
 
 @dataclasses.dataclass
@@ -136,13 +183,19 @@ class _State:
     satisfied: torch.Tensor  # (B,) constraint held at the previous step
     replaced: torch.Tensor  # (B, C, H, W) bool, replaced at least once
     pro_count: torch.Tensor  # (B,) number of PROs done
+    just_replaced: torch.Tensor  # (B,) bool, replaced at this step
+    scale: torch.Tensor  # (B,) adaptive step scale in (0, 1]
+    previous: torch.Tensor  # (B,) objective measured at the previous step (inf before any)
 
     @classmethod
     def start(cls, z0: torch.Tensor, satisfied: torch.Tensor) -> _State:
         batch, device = z0.shape[0], z0.device
         return cls(z=z0.clone(), momentum=torch.zeros_like(z0), satisfied=satisfied.clone(),
                    replaced=torch.zeros_like(z0, dtype=torch.bool),
-                   pro_count=torch.zeros(batch, dtype=torch.long, device=device))
+                   pro_count=torch.zeros(batch, dtype=torch.long, device=device),
+                   just_replaced=torch.zeros(batch, dtype=torch.bool, device=device),
+                   scale=torch.ones(batch, dtype=z0.dtype, device=device),
+                   previous=torch.full((batch,), float("inf"), dtype=z0.dtype, device=device))
 
 
 @register_protector("pixelfade")
@@ -156,7 +209,14 @@ class PixelFade(Protector):
     Shape:
         images ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` in [0, 1]; any B, H, W, device.
         :meth:`protect` adds ``distance``, ``constraint_met`` and ``replaced_fraction``, all
-        ``(B,)``, measured on the returned (stored) images.
+        ``(B,)``, measured on the returned (stored) images, and ``steps`` ``(B,)``, the passes
+        each image used (:class:`PixelFadeResult`).
+
+    The constraint: with ``step_control='adaptive'`` (default) and ``quantize``, an image is
+    returned as soon as its 8-bit version measured ``d <= eps`` in the final phase, so
+    ``constraint_met`` is False only for an image that missed eps for ``T + extra_steps``
+    steps (then returned in its closest measured state), or, rarely, where the final check's
+    batch computes a feature differently in its last bits than the phase's smaller batch.
 
     The official configuration (``algorithms.md`` 1.2) is ``constraint_scope='batch',
     clamp='batch', quantize=False`` with the other defaults (``loss_reduction='mean'``,
@@ -173,7 +233,9 @@ class PixelFade(Protector):
     as the model's kernels compute an image alike at every batch size, which CPU backbones do
     not promise (oneDNN picks convolution kernels, BLAS matmul kernels, by batch size; a last
     bit of a feature that differs then grows, through the 8-bit rounding and the constraint's
-    switches, into differences of many 8-bit levels on some pixels). ``'batch'`` scope and
+    switches, into differences of many 8-bit levels on some pixels). The adaptive final phase
+    computes only the images still running, whose number depends on the batch, so there the
+    same caveat holds within one batch size too. ``'batch'`` scope and
     clamp and the ``'other'`` target couple an image to its batch by definition.
 
     Raises:
@@ -231,18 +293,28 @@ class PixelFade(Protector):
         return self.finish(self._fade(images, reference, generator, noise, mask_ids), reference)
 
     def _protect_with(self, images: torch.Tensor, reference: torch.Tensor,
-                      generator: Generators) -> ProtectionResult:
+                      generator: Generators) -> PixelFadeResult:
         return self._fade(images, reference, generator)
 
-    def _empty_result(self, images: torch.Tensor) -> ProtectionResult:
-        """That of the base class, with an empty ``replaced_fraction`` (float32, as always)."""
+    def finish(self, draft: ProtectionResult | torch.Tensor,
+               reference: torch.Tensor | None) -> PixelFadeResult:
+        """That of the base class, keeping the draft's ``steps``."""
+        result = super().finish(draft, reference)
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        return PixelFadeResult(**fields, steps=getattr(draft, "steps", None))
+
+    def _empty_result(self, images: torch.Tensor) -> PixelFadeResult:
+        """That of the base class, with empty ``replaced_fraction`` (float32, as always) and
+        ``steps``."""
         result = super()._empty_result(images)
-        result.replaced_fraction = torch.zeros(0, device=images.device)
-        return result
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        fields["replaced_fraction"] = torch.zeros(0, device=images.device)
+        return PixelFadeResult(**fields, steps=torch.zeros(0, dtype=torch.long,
+                                                           device=images.device))
 
     def _fade(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
               noise: torch.Tensor | None = None,
-              mask_ids: torch.Tensor | None = None) -> ProtectionResult:
+              mask_ids: torch.Tensor | None = None) -> PixelFadeResult:
         """The optimisation; ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn from
         ``generator`` (one, or one per image) when None."""
         p = self.params
@@ -253,12 +325,19 @@ class PixelFade(Protector):
         target = TARGETS[p.target](z0, noise, bounds, p.noise_weight)
         # the untouched image meets d = 0 <= eps (official: the constraint flag starts true)
         state = _State.start(z0, self._satisfied(torch.zeros_like(limits), limits))
+        adaptive = self._adaptive()
+        replacing = self._final_phase_start() if adaptive else p.steps
+        steps = torch.full_like(state.pro_count, replacing)
         with torch.enable_grad():
-            for t in range(p.steps):
+            for t in range(replacing):
                 self._replace(state, target, noise, mask_ids, t)
-                self._constrain(state, reference, limits, bounds, target, t)
-        return ProtectionResult(images=self.model.denormalize(state.z),
-                                replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)))
+                self._constrain(state, reference, limits, bounds, target, t, adaptive)
+            if adaptive:
+                steps += self._settle(state, reference, limits, bounds, target, noise,
+                                      mask_ids)
+        return PixelFadeResult(images=self.model.denormalize(state.z),
+                               replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)),
+                               steps=steps)
 
     def _draws(self, images: torch.Tensor, generator: Generators, noise: torch.Tensor | None,
                mask_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,6 +364,7 @@ class PixelFade(Protector):
         p = self.params
         write = REPLACEMENTS[p.replacement].write
         active = state.satisfied | (t < p.warmup_steps)
+        state.just_replaced = active & (write is not None)
         if write is None or not active.any():
             return
         if p.mask_index == "step":
@@ -297,23 +377,116 @@ class PixelFade(Protector):
         state.pro_count += active.long()
 
     def _constrain(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
-                   bounds: Bounds, target: torch.Tensor, t: int) -> None:
-        """CO: one forward and backward pass, a momentum step, the clamp."""
+                   bounds: Bounds, target: torch.Tensor, t: int, adaptive: bool = False) -> None:
+        """CO: one forward and backward pass, a momentum step (times the adaptive scale when
+        ``adaptive``), the clamp."""
         p = self.params
         z = state.z.detach().requires_grad_(True)
+        distance, grad = self._gradient(z, reference, target)
+        state.momentum = normalized_momentum(state.momentum, grad, p.momentum)
+        replace_allowed = t < p.steps - p.no_replace_last
+        satisfied = self._satisfied(distance, limits) & replace_allowed
+        step = torch.where(satisfied, p.beta, p.beta_temp).view(-1, 1, 1, 1)
+        if not p.co_every_step and t >= p.warmup_steps:
+            step = step * (~satisfied).view(-1, 1, 1, 1)
+        if adaptive:
+            objective = self._objective(z, distance, target)
+            step = step * self._rescale(state, objective).view(-1, 1, 1, 1)
+        state.z = z.detach().sub_(step * state.momentum).clamp_(bounds[0], bounds[1])
+        state.satisfied = satisfied
+
+    def _gradient(self, z: torch.Tensor, reference: torch.Tensor,
+                  target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(distance (B,), grad (B, C, H, W))``: one forward and backward pass at ``z``
+        (normalised, requiring grad) of the strategy's loss."""
+        p = self.params
         distance = feature_distance(self._features(z), reference, p.loss_reduction)
         reduce = self._batch_reduction()
         loss = reduce(distance) + REPLACEMENTS[p.replacement].penalty(z, target, p.l1_weight,
                                                                       reduce)
         grad, = torch.autograd.grad(loss, z)
-        state.momentum = normalized_momentum(state.momentum, grad, p.momentum)
-        replace_allowed = t < p.steps - p.no_replace_last
-        satisfied = self._satisfied(distance.detach(), limits) & replace_allowed
-        step = torch.where(satisfied, p.beta, p.beta_temp).view(-1, 1, 1, 1)
-        if not p.co_every_step and t >= p.warmup_steps:
-            step = step * (~satisfied).view(-1, 1, 1, 1)
-        state.z = z.detach().sub_(step * state.momentum).clamp_(bounds[0], bounds[1])
-        state.satisfied = satisfied
+        return distance.detach(), grad
+
+    def _objective(self, z: torch.Tensor, distance: torch.Tensor,
+                   target: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` each image's value of the loss its CO step descends: the distance, plus
+        the strategy's penalty (``'l1'``); what the adaptive step scale judges."""
+        p = self.params
+        penalty = REPLACEMENTS[p.replacement].penalty(z.detach(), target, p.l1_weight,
+                                                      lambda values: values)
+        return distance + penalty
+
+    @staticmethod
+    def _rescale(state: _State, objective: torch.Tensor,
+                 index: torch.Tensor | None = None) -> torch.Tensor:
+        """Updates the adaptive step scale of the images ``index`` (all when None) from their
+        objective ``(n,)`` now (:meth:`_objective`); returns their new scales ``(n,)`` in
+        (0, 1].
+
+        The previous CO step is judged by what it did to the objective: raised (it overshot):
+        scale x ``STEP_SHRINK``; lowered or kept: x ``STEP_GROW``, at most 1. A step that
+        replaced values is not judged (replacement raises the distance by design), nor the
+        first.
+        """
+        index = slice(None) if index is None else index
+        previous, scale = state.previous[index], state.scale[index]
+        judged = ~state.just_replaced[index] & torch.isfinite(previous)
+        factor = torch.where(objective > previous, STEP_SHRINK, STEP_GROW)
+        scale = torch.where(judged, (scale * factor).clamp_max(1.0), scale)
+        state.scale[index], state.previous[index] = scale, objective.to(previous.dtype)
+        return scale
+
+    def _settle(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
+                bounds: Bounds, target: torch.Tensor, noise: torch.Tensor,
+                mask_ids: torch.Tensor) -> torch.Tensor:
+        """The adaptive final phase, from step :meth:`_final_phase_start` to at most
+        ``T + extra_steps``; returns the passes each image used ``(B,)``.
+
+        Its first step replaces where the official rule still does (the constraint held at
+        the step before); then, each step, the images still running are measured (on the
+        8-bit image with ``quantize``): those within their limit stop there, as they are, the
+        others take a CO step. An image that never meets its limit gets its closest measured
+        state. Only the running images are computed, so the cost follows them.
+        """
+        p = self.params
+        first = self._final_phase_start()
+        state.just_replaced.zero_()
+        if first < p.steps:
+            self._replace(state, target, noise, mask_ids, first)
+        used = torch.zeros_like(state.pro_count)
+        running = torch.ones_like(state.satisfied)
+        closest = _Closest.start(state.z)
+        for _ in range(first, p.steps + p.extra_steps):
+            index = running.nonzero().squeeze(1)
+            if not len(index):
+                break
+            used[index] += 1
+            met = self._settle_step(state, index, reference[index], limits[index], bounds,
+                                    target[index], closest)
+            running[index[met]] = False
+        state.z[running] = closest.z[running]
+        logger.debug("adaptive final phase: %d of %d images met eps, %d missed it after %d "
+                     "steps", int((~running).sum()), len(running), int(running.sum()),
+                     p.steps + p.extra_steps)
+        return used
+
+    def _settle_step(self, state: _State, index: torch.Tensor, reference: torch.Tensor,
+                     limits: torch.Tensor, bounds: Bounds, target: torch.Tensor,
+                     closest: _Closest) -> torch.Tensor:
+        """One step of the final phase on images ``index``; returns which met their limit
+        ``(n,)`` bool (those are left as they are)."""
+        p = self.params
+        z = state.z[index].detach().requires_grad_(True)
+        distance, grad = self._gradient(z, reference, target)
+        closest.update(index, z.detach(), distance)
+        met = within(distance, limits)
+        momentum = normalized_momentum(state.momentum[index], grad, p.momentum)
+        scale = self._rescale(state, self._objective(z, distance, target), index)
+        step = (p.beta_temp * scale * ~met).view(-1, 1, 1, 1)
+        state.momentum[index] = momentum
+        state.z[index] = z.detach().sub_(step * momentum).clamp_(bounds[0], bounds[1])
+        state.just_replaced[index] = False
+        return met
 
     # ------------------------------------------------------------------ helpers
 
@@ -338,6 +511,17 @@ class PixelFade(Protector):
         """
         return torch.mean if self.params.constraint_scope == "batch" else torch.sum
 
+    def _final_phase_start(self) -> int:
+        """First step of the adaptive final phase: ``T - no_replace_last``, not before the
+        warm-up has ended (its replacements are unconditional), at most ``T``."""
+        p = self.params
+        return min(p.steps, max(p.steps - p.no_replace_last, p.warmup_steps))
+
+    def _adaptive(self) -> bool:
+        """Whether the adaptive step control runs (it needs per-image constraint checks)."""
+        p = self.params
+        return p.step_control == "adaptive" and p.constraint_scope == "image"
+
     def _satisfied(self, distance: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
         """``(B,)`` constraint state, per image or one batch-mean check for all."""
         if self.params.constraint_scope == "batch":
@@ -350,6 +534,25 @@ class PixelFade(Protector):
             return z0.min().expand(1, 1, 1, 1), z0.max().expand(1, 1, 1, 1)
         zeros = torch.zeros(1, 3, 1, 1, device=z0.device, dtype=z0.dtype)
         return self.model.normalize(zeros), self.model.normalize(zeros + 1)
+
+
+@dataclasses.dataclass
+class _Closest:
+    """Per image, the state of the final phase with the smallest measured distance."""
+
+    z: torch.Tensor  # (B, C, H, W) normalised
+    distance: torch.Tensor  # (B,)
+
+    @classmethod
+    def start(cls, z: torch.Tensor) -> _Closest:
+        return cls(z.clone(), torch.full(z.shape[:1], float("inf"), device=z.device))
+
+    def update(self, index: torch.Tensor, z: torch.Tensor, distance: torch.Tensor) -> None:
+        """Keeps ``z`` ``(n, C, H, W)`` of images ``index`` where ``distance`` ``(n,)`` is
+        smaller than their closest so far."""
+        closer = distance < self.distance[index]
+        self.distance[index[closer]] = distance[closer].to(self.distance.dtype)
+        self.z[index[closer]] = z[closer]
 
 
 def _checked_noise(noise: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:

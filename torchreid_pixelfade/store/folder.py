@@ -63,6 +63,8 @@ class StoredImage:
         constraint_met: whether the distance is within the protector's bound (None if n/a).
         replaced_fraction: fraction of values replaced at least once (None if n/a).
         seconds: protection time of the image's batch divided by its size.
+        steps: forward and backward passes the protector spent on the image (None where it
+            does not count them, e.g. a one-shot protector, or in older folders).
         png_sha256, png_bytes: SHA-256 and size of the PNG file as written (None in folders
             written before they were recorded).
     """
@@ -76,6 +78,7 @@ class StoredImage:
     constraint_met: bool | None = None
     replaced_fraction: float | None = None
     seconds: float | None = None
+    steps: int | None = None
     png_sha256: str | None = None
     png_bytes: int | None = None
 
@@ -311,15 +314,21 @@ class ProtectedFolder:
         return self.load(split, "protected", size), self.load(split, "original", size)
 
     def summary(self) -> dict:
-        """Protector name, steps, constraint-met fraction and seconds per image."""
+        """Protector name, its ``steps`` setting, the constraint-met fraction and the number of
+        images that miss it (None for a protector without a bound), the passes actually spent
+        per image (mean and max; None where not recorded) and seconds per image."""
         entries = list(self.images.values())
         met = [e.constraint_met for e in entries if e.constraint_met is not None]
+        used = [e.steps for e in entries if e.steps is not None]
         seconds = self._legacy_seconds
         if seconds is None:
             seconds = sum(e.seconds or 0.0 for e in entries)
         return {"name": self.identity.protector,
                 "steps": self.identity.hparams.get("steps", 0),
                 "constraint_met_fraction": float(np.mean(met)) if met else None,
+                "constraint_missed": met.count(False) if met else None,
+                "steps_used_mean": float(np.mean(used)) if used else None,
+                "steps_used_max": max(used) if used else None,
                 "seconds_per_image": seconds / max(len(entries), 1)}
 
     def __len__(self) -> int:

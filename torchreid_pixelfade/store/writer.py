@@ -15,6 +15,10 @@ with another identity or source root is refused whatever its part.
 Resume: an image is kept only if its entry names the same source and its PNG is as written (size
 and SHA-256, or for older entries without a hash, a PNG that decodes); everything else, inputs
 listed as skipped included, is protected again.
+
+Images whose stored version misses the protector's feature bound are stored and listed as such
+in the manifest; ``on_missed_constraint`` says whether the run then says nothing, warns, or
+fails (:func:`check_constraint`).
 """
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ from .paths import UnsafePathError, check_relative, check_root, is_inside
 from .records import ImageRecord
 
 logger = logging.getLogger(__name__)
+
+#: what a run does about stored images that miss the feature bound
+ON_MISSED_CONSTRAINT = ("keep", "warn", "fail")
 
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -250,6 +257,7 @@ def _stored_images(records: Sequence[ImageRecord], result, seconds: float,
                         constraint_met=value(result.constraint_met, i, bool),
                         replaced_fraction=value(result.replaced_fraction, i, float),
                         seconds=seconds / len(records),
+                        steps=value(getattr(result, "steps", None), i, int),
                         png_sha256=hashlib.sha256(files[i]).hexdigest(),
                         png_bytes=len(files[i]))
             for i, r in enumerate(records)]
@@ -320,7 +328,8 @@ def _merge(path: str, part: int | str | None) -> ProtectedFolder:
 def protect_records(protector: Protector, records: Sequence[ImageRecord], out_dir: str,
                     identity: ProtectionIdentity, source_root: str, batch_size: int = 32,
                     device: str | torch.device = "cpu", skip_corrupt: bool = False,
-                    progress: bool = True, part: int | str = 0) -> ProtectedFolder:
+                    progress: bool = True, part: int | str = 0,
+                    on_missed_constraint: str = "warn") -> ProtectedFolder:
     """Protects images into ``out_dir`` as PNG files; returns the folder.
 
     Args:
@@ -337,8 +346,13 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         progress: show a tqdm progress bar.
         part: name of this writer's manifest part (and lock); writers of different parts may
             run together.
+        on_missed_constraint: what to do when stored images of ``records`` (of this run or
+            an earlier one) miss the protector's feature bound: ``'keep'`` them silently,
+            ``'warn'`` (default) or ``'fail'`` (:class:`ConstraintMissedError`), in every case
+            after storing and recording every image.
 
     Raises:
+        ConstraintMissedError: with ``on_missed_constraint='fail'``, if any image misses it.
         ImageReadError: for an unreadable image when ``skip_corrupt`` is False.
         ValueError: if ``out_dir`` holds images protected with other settings or from another
             source root, its manifest is corrupt, or the run could overwrite an input or a file
@@ -346,6 +360,19 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         FolderLockedError: if another run is writing the same part of ``out_dir``.
     """
     out_dir, part = os.fspath(out_dir), check_part(part)
+    if on_missed_constraint not in ON_MISSED_CONSTRAINT:
+        raise ValueError(f"on_missed_constraint must be one of {ON_MISSED_CONSTRAINT}, got "
+                         f"{on_missed_constraint!r}")
+    folder = _protect_records(protector, records, out_dir, identity, source_root, batch_size,
+                              device, skip_corrupt, progress, part)
+    check_constraint(folder, records, on_missed_constraint)
+    return folder
+
+
+def _protect_records(protector: Protector, records: Sequence[ImageRecord], out_dir: str,
+                     identity: ProtectionIdentity, source_root: str, batch_size: int, device,
+                     skip_corrupt: bool, progress: bool, part: str) -> ProtectedFolder:
+    """:func:`protect_records` up to the constraint check."""
     source_root = check_root(os.path.abspath(os.fspath(source_root)), "source_root")
     check_records(records, out_dir, source_root, part)
     os.makedirs(out_dir, exist_ok=True)
@@ -370,6 +397,39 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         if not wrote and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
             return folder  # retried inputs failed as before: nothing new to record
         return merge_parts(folder, part)
+
+
+class ConstraintMissedError(RuntimeError):
+    """Stored images miss the protector's feature bound (``on_missed_constraint='fail'``)."""
+
+
+def check_constraint(folder: ProtectedFolder, records: Sequence[ImageRecord],
+                     on_missed: str = "warn") -> list[StoredImage]:
+    """The stored images of ``records`` that miss the feature bound, acted on.
+
+    Args:
+        folder: the protected folder.
+        records: the images to check (those not stored, e.g. skipped inputs, are ignored).
+        on_missed: ``'keep'`` (return them), ``'warn'`` (log a warning naming them) or
+            ``'fail'``.
+
+    Raises:
+        ConstraintMissedError: with ``on_missed='fail'`` if any misses it; the message names
+            the folder, the count and the first images with their distances.
+    """
+    stored = [folder.images[r.output_key] for r in records if r.output_key in folder.images]
+    missed = [entry for entry in stored if entry.constraint_met is False]
+    if not missed or on_missed == "keep":
+        return missed
+    first = ", ".join(f"{e.key} (distance {e.distance:.4g})" for e in missed[:5])
+    message = (f"{folder.path}: {len(missed)} of {len(stored)} stored images miss the "
+               f"feature constraint d(f(x_p), f(x)) <= eps (first: {first}); they are stored "
+               f"and marked constraint_met false in the manifest")
+    if on_missed == "fail":
+        raise ConstraintMissedError(message + "; to accept them, run with "
+                                    "pixelfade.on_missed_constraint warn or keep")
+    logger.warning(message)
+    return missed
 
 
 def _log_resume(out_dir: str, records: Sequence[ImageRecord], todo: Sequence[ImageRecord],

@@ -124,7 +124,8 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
         folder = protect_records(protector, shard, out_dir, identity, source_root,
                                  batch_size=cfg.pixelfade.batch_size, device=device,
                                  skip_corrupt=cfg.pixelfade.skip_corrupt,
-                                 progress=progress and context.rank == 0, part=context.rank)
+                                 progress=progress and context.rank == 0, part=context.rank,
+                                 on_missed_constraint=cfg.pixelfade.on_missed_constraint)
     return ProtectedFolder.open(out_dir) if context.distributed else folder
 
 

@@ -30,7 +30,8 @@ from ...evaluation import SETTINGS, evaluate_settings, folder_result
 from ...io import read_image
 from ...models import AuthorizedModel, frozen
 from ...protect import Protector, build_protector
-from ...store import ProtectedFolder, protect_records, protection_identity, records_from_items
+from ...store import (ON_MISSED_CONSTRAINT, ProtectedFolder, protect_records, protection_identity,
+                      records_from_items)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class ProtectionOptions:
         batch_size: images per protector call.
         report_setting: the setting whose (Rank-1, mAP) ``_evaluate`` returns.
         skip_corrupt: skip unreadable images instead of failing.
+        on_missed_constraint: 'keep', 'warn' or 'fail' on stored images that miss the
+            feature bound (see :func:`~torchreid_pixelfade.store.protect_records`).
         progress: show a progress bar while protecting.
     """
 
@@ -58,6 +61,7 @@ class ProtectionOptions:
     batch_size: int = 32
     report_setting: str = "P2P"
     skip_corrupt: bool = False
+    on_missed_constraint: str = "warn"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -69,6 +73,9 @@ class ProtectionOptions:
             raise ValueError(f"protect takes 'query' and/or 'gallery', got {sorted(unknown)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.on_missed_constraint not in ON_MISSED_CONSTRAINT:
+            raise ValueError(f"on_missed_constraint must be one of {ON_MISSED_CONSTRAINT}, "
+                             f"got {self.on_missed_constraint!r}")
 
 
 class _ImageFiles(Dataset):
@@ -145,7 +152,8 @@ class PixelFadeEvalMixin:
                         protector, out_dir)
             return protect_records(protector, records, out_dir, identity, source_root,
                                    options.batch_size, self._model_device(),
-                                   options.skip_corrupt, progress=options.progress)
+                                   options.skip_corrupt, progress=options.progress,
+                                   on_missed_constraint=options.on_missed_constraint)
 
     # ------------------------------------------------------------ torchreid hook
 

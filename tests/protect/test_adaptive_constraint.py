@@ -1,0 +1,112 @@
+"""``step_control='adaptive'``: the stored image meets eps without per-model step sizes."""
+import pytest
+import torch
+
+from torchreid_pixelfade import config as C
+from torchreid_pixelfade.protect import PixelFade, PixelFadeParams
+from torchreid_pixelfade.protect.pixelfade import PixelFadeResult
+
+RELATIVE = {"steps": 20, "eps": 0.05, "eps_mode": "relative", "seed": 0}
+# ten times the paper's step sizes: the fixed loop overshoots eps at every step
+TOO_LARGE = {"beta": 0.1, "beta_temp": 0.4}
+
+
+def ratio(model, images, result):
+    """``(B,)`` distance of the stored images over their bound (relative eps 0.05)."""
+    reference = model(images)
+    return result.distance / (0.05 * reference.pow(2).mean(1))
+
+
+@pytest.mark.parametrize("steps", [{}, TOO_LARGE])
+def test_every_stored_image_meets_eps_whatever_the_step_sizes(trained_model, images, steps):
+    adaptive = PixelFade(trained_model, **RELATIVE, **steps).protect(images)
+    assert adaptive.constraint_met.all(), ratio(trained_model, images, adaptive)
+    assert (ratio(trained_model, images, adaptive) <= 1).all()
+
+
+def test_the_fixed_loop_misses_eps_with_those_step_sizes(trained_model, images):
+    # the same draws and steps with the paper's constant step sizes: most images overshoot,
+    # so the test above is not vacuous
+    fixed = PixelFade(trained_model, **RELATIVE, **TOO_LARGE,
+                      step_control="fixed").protect(images)
+    assert fixed.constraint_met.sum() <= 2, ratio(trained_model, images, fixed)
+
+
+def test_steps_count_the_passes_each_image_used(trained_model, images):
+    fixed = PixelFade(trained_model, **RELATIVE, step_control="fixed").protect(images)
+    assert isinstance(fixed, PixelFadeResult)
+    assert fixed.steps.dtype == torch.long and fixed.steps.tolist() == [20] * len(images)
+    adaptive = PixelFade(trained_model, **RELATIVE, extra_steps=7).protect(images)
+    # at least one step of the final phase, at most T + extra_steps
+    assert (adaptive.steps >= 20 - 5 + 1).all() and (adaptive.steps <= 27).all()
+
+
+def test_unreachable_eps_spends_the_budget_and_returns_the_closest_state(random_model,
+                                                                        images):
+    # eps = 0 is never met after the first replacement: every image runs to T + extra_steps
+    def run(extra):
+        return PixelFade(random_model, steps=10, eps=0.0, seed=0,
+                         extra_steps=extra).protect(images[:4])
+    short, long = run(0), run(6)
+    assert short.steps.tolist() == [10] * 4 and long.steps.tolist() == [16] * 4
+    assert not long.constraint_met.any()
+    # the longer run's trajectory extends the shorter one: its closest state is no farther
+    assert (long.distance <= short.distance * (1 + 1e-5)).all()
+
+
+def test_batch_scope_runs_the_fixed_loop(random_model, images):
+    kwargs = {"steps": 12, "eps": 5e-4, "seed": 0, "constraint_scope": "batch"}
+    adaptive = PixelFade(random_model, **kwargs).protect(images[:3])
+    fixed = PixelFade(random_model, **kwargs, step_control="fixed").protect(images[:3])
+    assert torch.equal(adaptive.images, fixed.images)
+    assert adaptive.steps.tolist() == [12] * 3
+
+
+def test_fixed_per_image_scope_is_the_official_loop_on_one_image(random_model, images):
+    # for one image the batch-mean check is the image's own, so 'image' scope + 'fixed' must
+    # equal 'batch' scope, which test_official_reference checks against the official loop
+    official = {"clamp": "batch", "quantize": False, "steps": 30, "eps": 5e-4, "seed": 0}
+    image = PixelFade(random_model, **official, step_control="fixed").protect(images[:1])
+    batch = PixelFade(random_model, **official, constraint_scope="batch").protect(images[:1])
+    assert torch.equal(image.images, batch.images)
+
+
+def test_keyed_result_does_not_depend_on_the_batch(random_model, images, native_kernels):
+    # the final phase computes only the images still running, a set that depends on the batch;
+    # with kernels that compute an image alike at any batch size, results do not
+    protector = PixelFade(random_model, steps=12, eps=5e-4, seed=3, extra_steps=10)
+    keys = [f"q/{i}.png" for i in range(len(images))]
+    whole = protector.protect(images, keys=keys)
+    assert len(set(whole.steps.tolist())) > 1  # images stopped at different steps
+    for size in (1, 3):
+        parts = [protector.protect(images[i:i + size], keys=keys[i:i + size])
+                 for i in range(0, len(images), size)]
+        assert torch.equal(torch.cat([p.images for p in parts]), whole.images)
+        assert torch.equal(torch.cat([p.steps for p in parts]), whole.steps)
+
+
+def test_one_pass_per_step_of_the_images_still_running(random_model, images):
+    calls = {"forward": 0, "backward": 0}
+    net = random_model.model
+    net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
+    net.register_full_backward_hook(
+        lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
+    result = PixelFade(random_model, steps=12, eps=5e-4, seed=0).protect(images[:4])
+    # one batched pass per step while any image runs; + the reference and the stored feature
+    assert calls == {"forward": int(result.steps.max()) + 2,
+                     "backward": int(result.steps.max())}
+
+
+def test_empty_batch_has_empty_steps(random_model, images):
+    result = PixelFade(random_model, steps=3).protect(images[:0])
+    assert result.steps.shape == (0,) and result.steps.dtype == torch.long
+
+
+def test_options_are_checked_and_reach_the_config():
+    assert PixelFadeParams().step_control == "adaptive"
+    with pytest.raises(ValueError, match="step_control"):
+        PixelFadeParams(step_control="tuned")
+    with pytest.raises(ValueError, match="extra_steps >= 0"):
+        PixelFadeParams(extra_steps=-1)
+    node = C.get_default_config().pixelfade
+    assert node.step_control == "adaptive" and node.extra_steps == 20
