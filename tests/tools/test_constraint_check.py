@@ -20,7 +20,8 @@ def test_reports_each_variant_from_the_stored_images(tool, tiny_market, tmp_path
     config = os.path.join(TOOLS, "..", "configs", "osnet_x0_25_128x64.yaml")
     out = tmp_path / "check.json"
     common = ["--weights", str(tmp_path / "w.pth"), "--output", str(tmp_path / "protected"),
-              "--json", str(out), "--device", "cpu", "--max-ids", "2", "--config-file", config,
+              "--json", str(out), "--device", "cpu", "--max-ids", "2",
+              "--timing-images", "4", "--config-file", config,
               "--root", tiny_market, "data.height", "64", "data.width", "32",
               "data.workers", "0"]
     fixed_variant = "steps=3,step_control='fixed'"
@@ -37,7 +38,9 @@ def test_reports_each_variant_from_the_stored_images(tool, tiny_market, tmp_path
         assert 0 <= row["o2o_rank1"] <= 1 and 0 <= row["ssim"] <= 1
     assert fixed["steps_mean"] == fixed["steps_max"] == 3
     assert 1 <= adaptive["steps_mean"] <= adaptive["steps_max"] <= 3 + 20
-    assert fixed["cost_vs_first"] == 1
+    assert fixed["cost_vs_first"] == 1 and adaptive["timed_seconds_per_image"] > 0
+    assert adaptive["cost_vs_first"] == pytest.approx(
+        adaptive["timed_seconds_per_image"] / fixed["timed_seconds_per_image"])
     # a rerun reuses the folder: nothing is protected again, the stored images give the same
     assert tool.main(common + ["--variant", fixed_variant]) == 0
     again = json.loads(out.read_text())["rows"][0]
