@@ -129,7 +129,7 @@ def main(argv=None) -> int:
                         help="key=value,... overrides (repeatable; '' = config as is)")
     parser.add_argument("--max-ids", type=int, default=0,
                         help="first identities only (0: the whole query and gallery)")
-    parser.add_argument("--timing-images", type=int, default=32,
+    parser.add_argument("--timing-images", type=int, default=16,
                         help="images of the in-process cost comparison (0: skip it)")
     parser.add_argument("--json", default="constraint_check.json")
     parser.add_argument("--device", default=default_device())
