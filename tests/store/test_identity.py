@@ -28,3 +28,21 @@ def test_key_is_stable_and_changes_with_any_field(random_model):
     normalised = AuthorizedModel(random_model.model, (0.5,) * 3, (0.5,) * 3, name="tiny-random")
     assert protection_identity(PixelFade(normalised, steps=3, seed=0), normalised,
                                random_model.model, 64, 32, "tiny").key() != identity.key()
+
+
+def test_reduced_precision_is_part_of_the_identity_float32_folders_unchanged(random_model):
+    def identity(model):
+        return protection_identity(PixelFade(model, steps=3, seed=0), model, random_model.model,
+                                   64, 32, "tiny")
+
+    plain = identity(random_model)
+    assert "numerics" not in plain.to_dict()  # float32 identities (and their hashes) as before
+    for precision, numerics in (("tf32", ""), ("bf16", "bf16"), ("fp16", "fp16")):
+        model = AuthorizedModel(random_model.model, name="tiny-random", precision=precision)
+        assert identity(model).numerics == numerics
+    bf16 = identity(AuthorizedModel(random_model.model, name="tiny-random", precision="bf16"))
+    assert bf16.to_dict()["numerics"] == "bf16" and bf16.key() != plain.key()
+    assert ProtectionIdentity.from_dict(bf16.to_dict()) == bf16
+    # a float32 folder refuses a bf16 run and the reverse, naming the difference
+    assert not plain.accepts(bf16) and not bf16.accepts(plain) and plain.accepts(plain)
+    assert plain.differences(bf16) == ["numerics: 'fp32' -> 'bf16'"]

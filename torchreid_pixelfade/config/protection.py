@@ -5,6 +5,7 @@ Layout (``configs/*.yaml``, ``KEY VALUE`` overrides)::
     pixelfade.enabled, .protector, .protect, .batch_size, .seed, .cache_dir,
     pixelfade.report_setting, .skip_corrupt,
     pixelfade.on_missed_constraint                     how protection runs (any protector)
+    pixelfade.channels_last, .precision, .compile      how the authorised model computes
     pixelfade.<field>                                  PixelFade's hyper-parameters (eps, steps...)
     pixelfade.<name>.<field>                           any other registered protector's, e.g.
                                                        pixelfade.avih.step_size, pixelfade.blur.sigma
@@ -19,6 +20,7 @@ import dataclasses
 
 from yacs.config import CfgNode as CN
 
+from ..models import CHANNELS_LAST, PRECISIONS
 from ..protect import list_protectors, protector_params
 from ..store import ON_MISSED_CONSTRAINT
 
@@ -41,6 +43,12 @@ def _run_options() -> CN:
     # stored images that miss d(f(x_p), f(x)) <= eps: 'keep', 'warn' or 'fail' (after storing
     # and recording every image; the manifest marks each, results.json counts them)
     node.on_missed_constraint = "warn"
+    # fast paths of the authorised model (torchreid_pixelfade.models.resolve_fast_paths; 'auto'
+    # enables what was measured faster with equal results on the device, docs/fast_paths.md).
+    # Strings, quoted in YAML ('on' unquoted is a YAML boolean): 'auto', 'on' or 'off'
+    node.channels_last = "auto"
+    node.precision = "auto"  # 'auto', 'fp32', 'tf32' (CUDA), 'bf16' or 'fp16' (autocast)
+    node.compile = False  # torch.compile the model (a compile takes 30-330 s)
     return node
 
 
@@ -111,6 +119,33 @@ def check_run_options(cfg: CN) -> None:
     if sides or not node.protect:
         raise ValueError(f"pixelfade.protect takes 'query' and/or 'gallery', got "
                          f"{list(node.protect)}")
+    _check_fast_paths(node)
+
+
+def _check_fast_paths(node: CN) -> None:
+    """Validates ``pixelfade.channels_last``, ``.precision`` and ``.compile``."""
+    if node.channels_last not in CHANNELS_LAST:
+        raise ValueError(f"pixelfade.channels_last must be one of {CHANNELS_LAST}, got "
+                         f"{node.channels_last!r}")
+    precisions = ("auto", *PRECISIONS)
+    if node.precision not in precisions:
+        raise ValueError(f"pixelfade.precision must be one of {precisions}, got "
+                         f"{node.precision!r}")
+    if not isinstance(node.compile, bool):
+        raise ValueError(f"pixelfade.compile must be True or False, got {node.compile!r}")
+
+
+def fast_path_options(cfg: CN) -> dict:
+    """Keyword arguments of ``resolve_fast_paths(device, **options)`` (``'auto'`` unresolved:
+    the device is chosen by the workflow).
+
+    Raises:
+        ValueError: for an invalid value (the key and the valid values are named).
+    """
+    _check_fast_paths(cfg.pixelfade)
+    node = cfg.pixelfade
+    return {"channels_last": node.channels_last, "precision": node.precision,
+            "compile": node.compile}
 
 
 def protection_options(cfg: CN) -> dict:
@@ -122,4 +157,5 @@ def protection_options(cfg: CN) -> dict:
             "cache_dir": node.cache_dir or f"{cfg.data.save_dir}/pixelfade-cache",
             "batch_size": node.batch_size, "report_setting": node.report_setting,
             "skip_corrupt": node.skip_corrupt,
-            "on_missed_constraint": node.on_missed_constraint}
+            "on_missed_constraint": node.on_missed_constraint,
+            "fast_paths": fast_path_options(cfg)}

@@ -27,6 +27,9 @@ class ProtectionIdentity:
         height, width: the size images are protected and stored at.
         mean, std: the model's input normalisation.
         dataset: the dataset's name (or its folder).
+        numerics: ``'bf16'`` or ``'fp16'`` when the model's forward ran in reduced precision
+            (autocast), whose images differ from float32's; ``''`` for float32 (and TF32), left
+            out of the manifest so that the identities of float32 folders are unchanged.
     """
 
     protector: str
@@ -38,11 +41,14 @@ class ProtectionIdentity:
     mean: tuple = ()
     std: tuple = ()
     dataset: str = ""
+    numerics: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary (the manifest's ``identity``)."""
         data = dataclasses.asdict(self)
         data["mean"], data["std"] = list(self.mean), list(self.std)
+        if not self.numerics:
+            del data["numerics"]
         return data
 
     @classmethod
@@ -65,17 +71,22 @@ class ProtectionIdentity:
         found = [f"hparams.{k}: {mine['hparams'].get(k)!r} -> {theirs['hparams'].get(k)!r}"
                  for k in sorted(set(mine["hparams"]) | set(theirs["hparams"]))
                  if mine["hparams"].get(k) != theirs["hparams"].get(k)]
-        return found + [f"{k}: {mine[k]!r} -> {theirs[k]!r}" for k in mine
-                        if k != "hparams" and mine[k] not in ((), [], "") and mine[k] != theirs[k]]
+        found += [f"{k}: {mine[k]!r} -> {theirs.get(k)!r}" for k in mine
+                  if k != "hparams" and mine[k] not in ((), [], "") and mine[k] != theirs.get(k)]
+        if self.numerics != other.numerics:
+            found.append(f"numerics: {self.numerics or 'fp32'!r} -> {other.numerics or 'fp32'!r}")
+        return list(dict.fromkeys(found))
 
     def accepts(self, other: "ProtectionIdentity") -> bool:
         """Whether a run with identity ``other`` may write into a folder with this one.
 
         Folders written before the normalisation was recorded (format 1) leave ``mean``, ``std``
-        and ``dataset`` empty; those fields are then not compared.
+        and ``dataset`` empty; those fields are then not compared. ``numerics`` always is: a
+        float32 folder refuses a bf16 run and the reverse.
         """
         mine, theirs = self.to_dict(), other.to_dict()
-        return all(mine[k] == theirs[k] for k in mine if mine[k] not in ((), [], ""))
+        return self.numerics == other.numerics and all(
+            mine[k] == theirs.get(k) for k in mine if mine[k] not in ((), [], ""))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -111,7 +122,8 @@ def protection_identity(protector, model, weights: str | os.PathLike | torch.nn.
 
     Args:
         protector: a protector object (name and ``hparams()`` are recorded).
-        model: the :class:`~torchreid_pixelfade.models.AuthorizedModel` (name, mean, std).
+        model: the :class:`~torchreid_pixelfade.models.AuthorizedModel` (name, mean, std, and
+            its reduced precision if any).
         weights: the weights file the model was loaded from, or the module itself.
         height, width: stored image size.
         dataset: dataset name.
@@ -119,7 +131,15 @@ def protection_identity(protector, model, weights: str | os.PathLike | torch.nn.
     return ProtectionIdentity(
         protector=protector.name, hparams=protector.hparams(), model=model.name,
         weights_sha256=weights_digest(weights), height=int(height), width=int(width),
-        mean=_rounded(model.mean), std=_rounded(model.std), dataset=dataset)
+        mean=_rounded(model.mean), std=_rounded(model.std), dataset=dataset,
+        numerics=reduced_precision(model))
+
+
+def reduced_precision(model) -> str:
+    """``'bf16'`` or ``'fp16'`` if ``model`` runs its forward in that precision, else ``''``."""
+    fast_paths = getattr(model, "fast_paths", None)
+    precision = getattr(fast_paths, "precision", "fp32")
+    return precision if precision in ("bf16", "fp16") else ""
 
 
 def _rounded(values: torch.Tensor) -> tuple:

@@ -16,7 +16,8 @@ from .. import config as C
 from .. import distributed
 from ..data.layouts import check_dataset
 from ..io import atomic_write_bytes, atomic_write_json
-from ..models import AuthorizedModel, build_reid_model, load_weights
+from ..config.protection import fast_path_options
+from ..models import AuthorizedModel, build_reid_model, load_weights, resolve_fast_paths
 from ..protect import build_protector
 from ..store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
                     protect_records, protection_identity, records_from_dataset)
@@ -26,11 +27,19 @@ from .common import (check_data_root, check_or_warn, check_same_model, default_d
 logger = logging.getLogger(__name__)
 
 
-def build_authorized_model(cfg, weights: str, device: str | torch.device) -> AuthorizedModel:
-    """The frozen authorised model of ``cfg`` with ``weights`` loaded, on ``device``."""
+def build_authorized_model(cfg, weights: str, device: str | torch.device,
+                           fast_paths: bool = False) -> AuthorizedModel:
+    """The frozen authorised model of ``cfg`` with ``weights`` loaded, on ``device``.
+
+    Args:
+        fast_paths: run it with ``pixelfade.channels_last``, ``.precision`` and ``.compile``
+            (``'auto'`` resolved for ``device``) as protection does; off, it computes plain
+            float32 features as evaluation does.
+    """
     net = load_weights(build_reid_model(cfg.model.name, loss=cfg.loss.name), weights)
-    return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std,
-                           name=cfg.model.name).to(device)
+    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
+    return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std, name=cfg.model.name,
+                           **options).to(device)
 
 
 def check_dataset_folders(root: str, names: Sequence[str]) -> None:
@@ -112,7 +121,7 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
         model = t2i_models(cfg, weights, device)[0]
     else:
         source_root, records = dataset_records(cfg, splits)
-        model = build_authorized_model(cfg, weights, device)
+        model = build_authorized_model(cfg, weights, device, fast_paths=True)
     records = evenly_spaced(first_identities(records, max_ids), limit)
     protector = build_protector(cfg.pixelfade.protector, model, **C.protector_kwargs(cfg))
     identity = protection_identity(protector, model, weights, cfg.data.height, cfg.data.width,

@@ -28,7 +28,7 @@ from torchvision import transforms as T
 from ...constants import IMAGENET_MEAN, IMAGENET_STD
 from ...evaluation import SETTINGS, evaluate_settings, folder_result
 from ...io import read_image
-from ...models import AuthorizedModel, frozen
+from ...models import AuthorizedModel, frozen, resolve_fast_paths
 from ...protect import Protector, build_protector
 from ...store import (ON_MISSED_CONSTRAINT, ProtectedFolder, protect_records, protection_identity,
                       records_from_items)
@@ -52,6 +52,10 @@ class ProtectionOptions:
         on_missed_constraint: 'keep', 'warn' or 'fail' on stored images that miss the
             feature bound (see :func:`~torchreid_pixelfade.store.protect_records`).
         progress: show a progress bar while protecting.
+        fast_paths: arguments of :func:`~torchreid_pixelfade.models.resolve_fast_paths`
+            (``channels_last``, ``precision``, ``compile``) for the authorised model, resolved
+            on the engine model's device; empty: plain float32. ``channels_last`` converts
+            the engine's model to channels-last memory format in place (values unchanged).
     """
 
     protector: str | Protector = "pixelfade"
@@ -63,6 +67,7 @@ class ProtectionOptions:
     skip_corrupt: bool = False
     on_missed_constraint: str = "warn"
     progress: bool = True
+    fast_paths: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.report_setting not in SETTINGS:
@@ -76,6 +81,8 @@ class ProtectionOptions:
         if self.on_missed_constraint not in ON_MISSED_CONSTRAINT:
             raise ValueError(f"on_missed_constraint must be one of {ON_MISSED_CONSTRAINT}, "
                              f"got {self.on_missed_constraint!r}")
+        if self.fast_paths:  # validates the values (ValueError; TypeError for unknown keys)
+            resolve_fast_paths("cpu", **self.fast_paths)
 
 
 class _ImageFiles(Dataset):
@@ -138,9 +145,11 @@ class PixelFadeEvalMixin:
         options = self.pixelfade_options
         mean, std = normalization_of(loaders["query"].dataset.transform)
         height, width = self.datamanager.height, self.datamanager.width
+        fast_paths = (resolve_fast_paths(self._model_device(), **options.fast_paths)
+                      if options.fast_paths else {})
         with frozen(self.model):
             model = AuthorizedModel(self.model, mean, std, name=type(self.model).__name__,
-                                    freeze=False)
+                                    freeze=False, **fast_paths)
             protector = build_protector(options.protector, model, **options.protector_kwargs)
             identity = protection_identity(protector, model, self.model, height, width,
                                            dataset_name)
