@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
 import torch
@@ -277,21 +278,34 @@ def _is_news(folder: ProtectedFolder, stored: list, skipped: list[dict]) -> bool
     return bool(stored) or any(known.get(item["source"]) != item for item in skipped)
 
 
-def _protect_batch(protector: Protector, batch: Sequence[ImageRecord], out_dir: str,
-                   identity: ProtectionIdentity, device, skip_corrupt: bool) -> dict:
-    """Protects and stores one batch; its manifest record."""
-    kept, tensors, skipped = _load_batch(batch, identity.height, identity.width, skip_corrupt)
+def _protect_batch(protector: Protector, kept: Sequence[ImageRecord],
+                   tensors: Sequence[torch.Tensor], device) -> tuple[object, float]:
+    """Protects one loaded batch; ``(result, seconds)`` (``(None, 0.0)`` for an empty one)."""
+    if not kept:
+        return None, 0.0
+    began = time.perf_counter()
+    # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
+    result = protector.protect(torch.stack(list(tensors)).to(device),
+                               keys=[record.output_key for record in kept])
+    return result, time.perf_counter() - began
+
+
+def _store_batch(folder: ProtectedFolder, part_path: str, kept: Sequence[ImageRecord], result,
+                 seconds: float, skipped: list[dict]) -> bool:
+    """Writes a protected batch's PNG files (atomically), then appends its manifest record;
+    whether anything new was recorded. Runs on the writer thread, the only one that touches
+    ``folder`` while batches run."""
     stored = []
     if kept:
-        began = time.perf_counter()
-        # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
-        result = protector.protect(torch.stack(tensors).to(device),
-                                   keys=[record.output_key for record in kept])
-        seconds = time.perf_counter() - began
-        files = [write_png(os.path.join(out_dir, record.output_key), image)
+        files = [write_png(os.path.join(folder.path, record.output_key), image)
                  for record, image in zip(kept, result.images)]
         stored = _stored_images(kept, result, seconds, files)
-    return {"images": {s.key: s.to_dict() for s in stored}, "skipped": skipped}
+    record = {"images": {s.key: s.to_dict() for s in stored}, "skipped": skipped}
+    if not _is_news(folder, record["images"], record["skipped"]):
+        return False
+    _append(part_path, record)
+    folder.add(record, part_path)
+    return True
 
 
 def merge_parts(folder: ProtectedFolder, part: int | str | None = None) -> ProtectedFolder:
@@ -445,18 +459,38 @@ def _log_resume(out_dir: str, records: Sequence[ImageRecord], todo: Sequence[Ima
 def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: ProtectedFolder,
                  identity: ProtectionIdentity, batch_size: int, device, skip_corrupt: bool,
                  progress: bool, part: str) -> bool:
-    """Protects ``todo`` batch by batch; whether any batch record was appended."""
-    wrote = False
+    """Protects ``todo`` batch by batch; whether any batch record was appended.
+
+    A pipeline of three stages, so the protector never waits on the disk: while batch ``i`` is
+    protected (this thread), batch ``i + 1`` is read and decoded (a loader thread) and batch
+    ``i - 1``'s PNG files and manifest record are written (a writer thread). At most one batch
+    waits at each stage, so memory stays at about three batches, and the order of the records,
+    what an interruption leaves, and every error (raised where the sequential loop would raise
+    it, after the batches before it are recorded) are those of the plain loop.
+    """
+    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
     part_path = os.path.join(folder.path, part_name(part))
     bar = tqdm(total=len(todo), desc=f"protect ({protector.name})", unit="img",
                disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        record = _protect_batch(protector, batch, folder.path, identity, device, skip_corrupt)
-        if _is_news(folder, record["images"], record["skipped"]):
-            _append(part_path, record)
-            folder.add(record, part_path)
-            wrote = True
-        bar.update(len(batch))
+    wrote, writing = False, None
+    with ThreadPoolExecutor(1, "pixelfade-load") as loader, \
+            ThreadPoolExecutor(1, "pixelfade-write") as writer:
+        def load(batch):
+            return loader.submit(_load_batch, batch, identity.height, identity.width,
+                                 skip_corrupt)
+
+        loading = load(batches[0]) if batches else None
+        for index, batch in enumerate(batches):
+            kept, tensors, skipped = loading.result()
+            if index + 1 < len(batches):
+                loading = load(batches[index + 1])
+            result, seconds = _protect_batch(protector, kept, tensors, device)
+            if writing is not None:
+                wrote |= writing.result()
+            writing = writer.submit(_store_batch, folder, part_path, kept, result, seconds,
+                                    skipped)
+            bar.update(len(batch))
+        if writing is not None:
+            wrote |= writing.result()
     bar.close()
     return wrote
