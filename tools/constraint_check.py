@@ -91,7 +91,7 @@ def time_variants(cfg, variants: list[str], weights: str, device: str, count: in
     source_root, records = dataset_records(cfg, ("query",))
     images = load_images([r.path for r in records[:count]], cfg.data.height, cfg.data.width)
     images = images.to(device)
-    model = build_authorized_model(cfg, weights, device)
+    model = build_authorized_model(cfg, weights, device, fast_paths=True)  # as protection
     protectors = [build_protector(cfg.pixelfade.protector, model,
                                   **C.protector_kwargs(variant_config(cfg, variant)))
                   for variant in variants]

@@ -22,7 +22,7 @@ from yacs.config import CfgNode as CN
 
 from ..models import CHANNELS_LAST, PRECISIONS
 from ..protect import list_protectors, protector_params
-from ..store import ON_MISSED_CONSTRAINT
+from ..store import check_on_missed_constraint
 
 #: The protector whose hyper-parameters sit directly under ``pixelfade`` (documented keys).
 HOME = "pixelfade"
@@ -112,9 +112,7 @@ def check_run_options(cfg: CN) -> None:
         raise ValueError(f"pixelfade.batch_size must be >= 1, got {node.batch_size}")
     if node.seed < -1:
         raise ValueError(f"pixelfade.seed must be >= 0, or -1 for OS noise; got {node.seed}")
-    if node.on_missed_constraint not in ON_MISSED_CONSTRAINT:
-        raise ValueError(f"pixelfade.on_missed_constraint must be one of "
-                         f"{ON_MISSED_CONSTRAINT}, got {node.on_missed_constraint!r}")
+    check_on_missed_constraint(node.on_missed_constraint, "pixelfade.on_missed_constraint")
     sides = set(node.protect) - {"query", "gallery"}
     if sides or not node.protect:
         raise ValueError(f"pixelfade.protect takes 'query' and/or 'gallery', got "

@@ -299,18 +299,14 @@ class PixelFade(Protector):
     def finish(self, draft: ProtectionResult | torch.Tensor,
                reference: torch.Tensor | None) -> PixelFadeResult:
         """That of the base class, keeping the draft's ``steps``."""
-        result = super().finish(draft, reference)
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-        return PixelFadeResult(**fields, steps=getattr(draft, "steps", None))
+        return _with_steps(super().finish(draft, reference), getattr(draft, "steps", None))
 
     def _empty_result(self, images: torch.Tensor) -> PixelFadeResult:
         """That of the base class, with empty ``replaced_fraction`` (float32, as always) and
         ``steps``."""
         result = super()._empty_result(images)
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-        fields["replaced_fraction"] = torch.zeros(0, device=images.device)
-        return PixelFadeResult(**fields, steps=torch.zeros(0, dtype=torch.long,
-                                                           device=images.device))
+        result.replaced_fraction = torch.zeros(0, device=images.device)
+        return _with_steps(result, torch.zeros(0, dtype=torch.long, device=images.device))
 
     def _fade(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
               noise: torch.Tensor | None = None,
@@ -534,6 +530,12 @@ class PixelFade(Protector):
             return z0.min().expand(1, 1, 1, 1), z0.max().expand(1, 1, 1, 1)
         zeros = torch.zeros(1, 3, 1, 1, device=z0.device, dtype=z0.dtype)
         return self.model.normalize(zeros), self.model.normalize(zeros + 1)
+
+
+def _with_steps(result: ProtectionResult, steps: torch.Tensor | None) -> PixelFadeResult:
+    """``result`` as a :class:`PixelFadeResult` with ``steps``."""
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return PixelFadeResult(**fields, steps=steps)
 
 
 @dataclasses.dataclass

@@ -374,9 +374,7 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         FolderLockedError: if another run is writing the same part of ``out_dir``.
     """
     out_dir, part = os.fspath(out_dir), check_part(part)
-    if on_missed_constraint not in ON_MISSED_CONSTRAINT:
-        raise ValueError(f"on_missed_constraint must be one of {ON_MISSED_CONSTRAINT}, got "
-                         f"{on_missed_constraint!r}")
+    check_on_missed_constraint(on_missed_constraint)
     folder = _protect_records(protector, records, out_dir, identity, source_root, batch_size,
                               device, skip_corrupt, progress, part)
     check_constraint(folder, records, on_missed_constraint)
@@ -411,6 +409,17 @@ def _protect_records(protector: Protector, records: Sequence[ImageRecord], out_d
         if not wrote and not glob.glob(os.path.join(out_dir, PART_PATTERN)):
             return folder  # retried inputs failed as before: nothing new to record
         return merge_parts(folder, part)
+
+
+def check_on_missed_constraint(value: str, name: str = "on_missed_constraint") -> str:
+    """``value`` if it is one of :data:`ON_MISSED_CONSTRAINT`.
+
+    Raises:
+        ValueError: naming ``name`` (the argument or config key) and the valid values.
+    """
+    if value not in ON_MISSED_CONSTRAINT:
+        raise ValueError(f"{name} must be one of {ON_MISSED_CONSTRAINT}, got {value!r}")
+    return value
 
 
 class ConstraintMissedError(RuntimeError):

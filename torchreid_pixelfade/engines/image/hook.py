@@ -30,8 +30,8 @@ from ...evaluation import SETTINGS, evaluate_settings, folder_result
 from ...io import read_image
 from ...models import AuthorizedModel, frozen, resolve_fast_paths
 from ...protect import Protector, build_protector
-from ...store import (ON_MISSED_CONSTRAINT, ProtectedFolder, protect_records, protection_identity,
-                      records_from_items)
+from ...store import (ProtectedFolder, check_on_missed_constraint, protect_records,
+                      protection_identity, records_from_items)
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ class ProtectionOptions:
             raise ValueError(f"protect takes 'query' and/or 'gallery', got {sorted(unknown)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.on_missed_constraint not in ON_MISSED_CONSTRAINT:
-            raise ValueError(f"on_missed_constraint must be one of {ON_MISSED_CONSTRAINT}, "
-                             f"got {self.on_missed_constraint!r}")
+        check_on_missed_constraint(self.on_missed_constraint)
         if self.fast_paths:  # validates the values (ValueError; TypeError for unknown keys)
             resolve_fast_paths("cpu", **self.fast_paths)
 
