@@ -63,14 +63,22 @@ def _node_and_leaf(cfg: CN, key: str) -> tuple[CN | None, str]:
     return node, key.split(".")[-1]
 
 
+#: int keys that also take the string ``'auto'``
+AUTO_KEYS = ("pixelfade.batch_size",)
+
+
 def _checked(default: Any, value: Any, key: str) -> Any:
     """``value`` if it may replace ``default``: the same type, anything where the default is
-    None (an optional setting), or a list for a tuple."""
-    if default is None or type(value) is type(default):
+    None (an optional setting), a list for a tuple, or an int or ``'auto'`` for
+    :data:`AUTO_KEYS`."""
+    if key in AUTO_KEYS and (value == "auto" or type(value) is int):
+        return value
+    if key not in AUTO_KEYS and (default is None or type(value) is type(default)):
         return value
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(default)(value)
-    raise ValueError(f"Type mismatch for config key {key}: expected {type(default).__name__} "
+    expected = "int or 'auto'" if key in AUTO_KEYS else type(default).__name__
+    raise ValueError(f"Type mismatch for config key {key}: expected {expected} "
                      f"(like {default!r}), got {type(value).__name__} {value!r}")
 
 
@@ -90,16 +98,21 @@ def merge_opts(cfg: CN, opts: Sequence[Any]) -> None:
             raise KeyError(f"Unknown config key: {key}")
         if cfg.is_frozen():
             raise AttributeError(f"Cannot set {key}: the config is frozen")
-        node[leaf] = _checked(node[leaf], _coerce(node[leaf], parse_value(raw)), key)
+        value = parse_value(raw)
+        if key not in AUTO_KEYS:
+            value = _coerce(node[leaf], value)
+        node[leaf] = _checked(node[leaf], value, key)
 
 
 def _coerce_tree(default: CN, loaded: CN, prefix: str = "") -> None:
-    for key, value in loaded.items():
+    for key, value in list(loaded.items()):
         name = prefix + key
         if key not in default:
             raise KeyError(f"Unknown config key: {name}")
         if isinstance(value, CN):
             _coerce_tree(default[key], value, name + ".")
+        elif name in AUTO_KEYS:  # set here: yacs' own merge refuses a str for an int
+            default[key] = _checked(default[key], loaded.pop(key), name)
         else:
             loaded[key] = _coerce(default[key], value)
 

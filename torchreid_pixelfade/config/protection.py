@@ -22,7 +22,7 @@ from yacs.config import CfgNode as CN
 
 from ..models import CHANNELS_LAST, PRECISIONS
 from ..protect import list_protectors, protector_params
-from ..store import check_on_missed_constraint
+from ..store import check_batch_size, check_on_missed_constraint
 
 #: The protector whose hyper-parameters sit directly under ``pixelfade`` (documented keys).
 HOME = "pixelfade"
@@ -35,6 +35,7 @@ def _run_options() -> CN:
     node.enabled = False  # protect query/gallery in every evaluation
     node.protector = HOME  # any name of torchreid_pixelfade.list_protectors()
     node.protect = ["query", "gallery"]  # which sides are stored protected
+    # images per protector call, or 'auto' (CUDA: the largest that fits; else 32)
     node.batch_size = 32
     node.seed = -1  # -1: noise seeded from the OS; >= 0 reproducible
     node.cache_dir = ""  # where the evaluation hook stores protected images
@@ -108,8 +109,7 @@ def check_run_options(cfg: CN) -> None:
         ValueError: naming the key and the accepted values.
     """
     node = cfg.pixelfade
-    if node.batch_size < 1:
-        raise ValueError(f"pixelfade.batch_size must be >= 1, got {node.batch_size}")
+    check_batch_size(node.batch_size, "pixelfade.batch_size")
     if node.seed < -1:
         raise ValueError(f"pixelfade.seed must be >= 0, or -1 for OS noise; got {node.seed}")
     check_on_missed_constraint(node.on_missed_constraint, "pixelfade.on_missed_constraint")

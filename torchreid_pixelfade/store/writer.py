@@ -23,6 +23,7 @@ fails (:func:`check_constraint`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
@@ -49,6 +50,13 @@ logger = logging.getLogger(__name__)
 
 #: what a run does about stored images that miss the feature bound
 ON_MISSED_CONSTRAINT = ("keep", "warn", "fail")
+#: ``batch_size='auto'``: images first tried per protector call on CUDA, halved on
+#: out-of-memory until a call fits; that size is kept for the rest of the run
+AUTO_BATCH_CUDA = 256
+#: ``batch_size='auto'`` on other devices (host memory is rarely the limit, and larger batches
+#: do not run faster on a CPU)
+AUTO_BATCH_OTHER = 32
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -278,16 +286,79 @@ def _is_news(folder: ProtectedFolder, stored: list, skipped: list[dict]) -> bool
     return bool(stored) or any(known.get(item["source"]) != item for item in skipped)
 
 
+def check_batch_size(value: int | str, name: str = "batch_size") -> int | str:
+    """``value`` if it is a batch size: an int >= 1 or ``'auto'``.
+
+    Raises:
+        ValueError: naming ``name`` and the accepted values.
+    """
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"{name} must be an integer >= 1 or 'auto', got {value!r}")
+
+
+class _BatchFit:
+    """The images per protector call: fixed, or with ``'auto'`` the largest that fits, found
+    on the first calls by halving after each out-of-memory error (and halved again should a
+    later call run out of memory)."""
+
+    def __init__(self, batch_size: int | str, device) -> None:
+        self.auto = check_batch_size(batch_size) == "auto"
+        if self.auto:
+            batch_size = AUTO_BATCH_CUDA if torch.device(device).type == "cuda" \
+                else AUTO_BATCH_OTHER
+        self.size, self.device, self.found = batch_size, device, not self.auto
+
+    def shrink(self, error: Exception) -> None:
+        """Halves the size after ``error``; re-raises it for a fixed size or a size of 1."""
+        if not self.auto or self.size == 1:
+            raise error
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.empty_cache()
+        logger.info("batch size auto: %d images do not fit on %s; trying %d", self.size,
+                    self.device, self.size // 2)
+        self.size, self.found = self.size // 2, False
+
+    def fits(self) -> None:
+        """Records that a call of the current size ran: the size is found."""
+        if not self.found:
+            logger.info("batch size auto: %d images per protector call on %s", self.size,
+                        self.device)
+        self.found = True
+
+
 def _protect_batch(protector: Protector, kept: Sequence[ImageRecord],
-                   tensors: Sequence[torch.Tensor], device) -> tuple[object, float]:
-    """Protects one loaded batch; ``(result, seconds)`` (``(None, 0.0)`` for an empty one)."""
+                   tensors: Sequence[torch.Tensor], device,
+                   fit: _BatchFit | None = None) -> tuple[object, float]:
+    """Protects one loaded batch in calls of ``fit.size`` images; ``(result, seconds)``
+    (``(None, 0.0)`` for an empty one)."""
     if not kept:
         return None, 0.0
-    began = time.perf_counter()
-    # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
-    result = protector.protect(torch.stack(list(tensors)).to(device),
-                               keys=[record.output_key for record in kept])
-    return result, time.perf_counter() - began
+    fit = fit or _BatchFit(len(kept), device)
+    began, results, start = time.perf_counter(), [], 0
+    while start < len(kept):
+        stop = start + fit.size
+        try:
+            # keyed draws: with a seed, an image's PNG does not depend on the batching or run
+            results.append(protector.protect(torch.stack(list(tensors[start:stop])).to(device),
+                                             keys=[r.output_key for r in kept[start:stop]]))
+        except OUT_OF_MEMORY as error:
+            fit.shrink(error)
+            continue
+        fit.fits()
+        start = stop
+    return _concatenated(results), time.perf_counter() - began
+
+
+def _concatenated(results: Sequence) -> object:
+    """One result of the protector's result type from consecutive ones (per-image fields
+    concatenated; None stays None)."""
+    if len(results) == 1:
+        return results[0]
+    fields = {f.name: [getattr(r, f.name) for r in results]
+              for f in dataclasses.fields(results[0])}
+    return type(results[0])(**{name: None if values[0] is None else torch.cat(values)
+                               for name, values in fields.items()})
 
 
 def _store_batch(folder: ProtectedFolder, part_path: str, kept: Sequence[ImageRecord], result,
@@ -340,7 +411,7 @@ def _merge(path: str, part: int | str | None) -> ProtectedFolder:
 
 
 def protect_records(protector: Protector, records: Sequence[ImageRecord], out_dir: str,
-                    identity: ProtectionIdentity, source_root: str, batch_size: int = 32,
+                    identity: ProtectionIdentity, source_root: str, batch_size: int | str = 32,
                     device: str | torch.device = "cpu", skip_corrupt: bool = False,
                     progress: bool = True, part: int | str = 0,
                     on_missed_constraint: str = "warn") -> ProtectedFolder:
@@ -353,7 +424,10 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         identity: what identifies the protection (see :func:`protection_identity`); a folder
             holds one identity only. Images are resized to and stored at its size.
         source_root: the dataset folder the records' relative paths start from.
-        batch_size: images per protector call.
+        batch_size: images per protector call, or ``'auto'``: on CUDA the largest that fits
+            (from :data:`AUTO_BATCH_CUDA`, halved on each out-of-memory error until a call
+            runs, then kept), elsewhere :data:`AUTO_BATCH_OTHER`. With keyed draws (as here)
+            a seeded image's result does not depend on it (see :class:`PixelFade`).
         device: where images are protected.
         skip_corrupt: list unreadable images in the manifest instead of raising (they are
             retried by every later run).
@@ -374,6 +448,7 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         FolderLockedError: if another run is writing the same part of ``out_dir``.
     """
     out_dir, part = os.fspath(out_dir), check_part(part)
+    check_batch_size(batch_size)
     check_on_missed_constraint(on_missed_constraint)
     folder = _protect_records(protector, records, out_dir, identity, source_root, batch_size,
                               device, skip_corrupt, progress, part)
@@ -382,7 +457,7 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
 
 
 def _protect_records(protector: Protector, records: Sequence[ImageRecord], out_dir: str,
-                     identity: ProtectionIdentity, source_root: str, batch_size: int, device,
+                     identity: ProtectionIdentity, source_root: str, batch_size: int | str, device,
                      skip_corrupt: bool, progress: bool, part: str) -> ProtectedFolder:
     """:func:`protect_records` up to the constraint check."""
     source_root = check_root(os.path.abspath(os.fspath(source_root)), "source_root")
@@ -466,7 +541,7 @@ def _log_resume(out_dir: str, records: Sequence[ImageRecord], todo: Sequence[Ima
 
 
 def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: ProtectedFolder,
-                 identity: ProtectionIdentity, batch_size: int, device, skip_corrupt: bool,
+                 identity: ProtectionIdentity, batch_size: int | str, device, skip_corrupt: bool,
                  progress: bool, part: str) -> bool:
     """Protects ``todo`` batch by batch; whether any batch record was appended.
 
@@ -477,7 +552,9 @@ def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: Prot
     what an interruption leaves, and every error (raised where the sequential loop would raise
     it, after the batches before it are recorded) are those of the plain loop.
     """
-    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+    fit = _BatchFit(batch_size, device)
+    size = fit.size
+    batches = [todo[start:start + size] for start in range(0, len(todo), size)]
     part_path = os.path.join(folder.path, part_name(part))
     bar = tqdm(total=len(todo), desc=f"protect ({protector.name})", unit="img",
                disable=not progress)
@@ -493,7 +570,7 @@ def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: Prot
             kept, tensors, skipped = loading.result()
             if index + 1 < len(batches):
                 loading = load(batches[index + 1])
-            result, seconds = _protect_batch(protector, kept, tensors, device)
+            result, seconds = _protect_batch(protector, kept, tensors, device, fit)
             if writing is not None:
                 wrote |= writing.result()
             writing = writer.submit(_store_batch, folder, part_path, kept, result, seconds,

@@ -30,8 +30,8 @@ from ...evaluation import SETTINGS, evaluate_settings, folder_result
 from ...io import read_image
 from ...models import AuthorizedModel, frozen, resolve_fast_paths
 from ...protect import Protector, build_protector
-from ...store import (ProtectedFolder, check_on_missed_constraint, protect_records,
-                      protection_identity, records_from_items)
+from ...store import (ProtectedFolder, check_batch_size, check_on_missed_constraint,
+                      protect_records, protection_identity, records_from_items)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class ProtectionOptions:
         protect: which sides are stored protected ('query', 'gallery'); the other side's
             "protected" features are its original ones.
         cache_dir: where protected images are stored and reused.
-        batch_size: images per protector call.
+        batch_size: images per protector call, or ``'auto'`` (see
+            :func:`~torchreid_pixelfade.store.protect_records`).
         report_setting: the setting whose (Rank-1, mAP) ``_evaluate`` returns.
         skip_corrupt: skip unreadable images instead of failing.
         on_missed_constraint: 'keep', 'warn' or 'fail' on stored images that miss the
@@ -62,7 +63,7 @@ class ProtectionOptions:
     protector_kwargs: dict = dataclasses.field(default_factory=dict)
     protect: Sequence[str] = ("query", "gallery")
     cache_dir: str = "pixelfade-cache"
-    batch_size: int = 32
+    batch_size: int | str = 32
     report_setting: str = "P2P"
     skip_corrupt: bool = False
     on_missed_constraint: str = "warn"
@@ -76,8 +77,7 @@ class ProtectionOptions:
         unknown = set(self.protect) - {"query", "gallery"}
         if unknown:
             raise ValueError(f"protect takes 'query' and/or 'gallery', got {sorted(unknown)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_batch_size(self.batch_size)
         check_on_missed_constraint(self.on_missed_constraint)
         if self.fast_paths:  # validates the values (ValueError; TypeError for unknown keys)
             resolve_fast_paths("cpu", **self.fast_paths)
