@@ -66,3 +66,39 @@ def test_batch_size_must_split_into_identities(tiny_sysu, tmp_path):
     assert main(["train", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
                  "data.save_dir", str(tmp_path), "train.batch_size", "6",
                  "sampler.num_instances", "4"]) == 2
+
+
+def test_protect_calibrates_eps_on_the_images_it_protects(tiny_sysu, tmp_path):
+    from torchreid_pixelfade import config as C
+    from torchreid_pixelfade.io import load_images
+    from torchreid_pixelfade.protect.calibration import flip_calibrated_eps
+    from torchreid_pixelfade.workflows.visible_infrared import infrared_records, vi_models
+
+    torch.manual_seed(0)
+    weights = str(tmp_path / "w.pth")
+    torch.save({"net": build_vi_model("osnet_x0_25", num_classes=3).state_dict()}, weights)
+    opts = ["data.height", 64, "data.width", 32, "pixelfade.steps", 2,
+            "pixelfade.eps_flip_multiple", 0.5]
+    common = ["--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu, "--weights",
+              weights, "--no-progress", *map(str, opts)]
+    stored = {}
+    for mode in ("relative", "absolute"):
+        out = tmp_path / mode
+        assert main(["protect", *common, "--output", str(out), "pixelfade.eps_mode", mode]) == 0
+        stored[mode] = json.loads((out / "manifest.json").read_text())["identity"]["hparams"]
+    cfg = C.get_default_config()
+    C.merge_file(cfg, CONFIG)
+    C.merge_opts(cfg, ["data.root", tiny_sysu, *opts])
+    root, records = infrared_records(cfg)
+    model = vi_models(cfg, weights, "cpu")[1]
+    images = load_images([os.path.join(root, r.path) for r in records], 64, 32)
+    for mode in ("relative", "absolute"):  # in the units of the configured eps_mode
+        expected = flip_calibrated_eps(model, images, 0.5, eps_mode=mode)
+        assert stored[mode]["eps"] == expected != cfg.pixelfade.eps
+    assert stored["relative"]["eps"] != stored["absolute"]["eps"]
+
+
+def test_a_negative_flip_multiple_is_refused(tiny_sysu, tmp_path):
+    assert main(["protect", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
+                 "--weights", "w.pth", "--output", str(tmp_path / "p"),
+                 "pixelfade.eps_flip_multiple", "-1"]) == 2

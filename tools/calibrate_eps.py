@@ -4,6 +4,8 @@ Reads the query split of the configured dataset, extracts eval features of the i
 horizontal flips, and writes JSON with the mean square of a feature and the median per-dimension
 MSE between an image and its flip, two images of one person, and two people. eps = the flip median
 means "as close as the mirrored image"; see README "PixelFade: defaults and switches".
+``flip_ratio_median`` is the relative eps that ``pixelfade.eps_flip_multiple 1`` calibrates
+(:func:`torchreid_pixelfade.protect.calibration.flip_calibrated_eps`, on the query images here).
 
 Example:
     python tools/calibrate_eps.py --config-file configs/osnet_x0_25_128x64.yaml \
@@ -22,6 +24,7 @@ from torchreid_pixelfade import config as C
 from torchreid_pixelfade.io import atomic_write_json, load_images
 from torchreid_pixelfade.workflows import build_authorized_model, dataset_records, default_device
 from torchreid_pixelfade.evaluation import extract_features
+from torchreid_pixelfade.protect.calibration import flip_distances
 
 
 def pair_medians(features: torch.Tensor, pids: np.ndarray) -> dict:
@@ -52,7 +55,9 @@ def main(argv=None) -> int:
               "height": cfg.data.height, "width": cfg.data.width, "num_images": len(records),
               "feature_dim": features.shape[1],
               "feature_mean_square": float(features.pow(2).mean()),
-              "flip_median": float((features - flipped).pow(2).mean(1).median()),
+              "flip_median": float(flip_distances(model, images.to(args.device)).median()),
+              "flip_ratio_median": float(flip_distances(model, images.to(args.device),
+                                                        relative=True).median()),
               **pair_medians(features, np.array([r.pid for r in records]))}
     atomic_write_json(args.json, report)
     logging.info(json.dumps(report, indent=2))

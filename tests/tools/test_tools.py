@@ -39,6 +39,9 @@ def test_calibrate_eps_reports_scales(tiny_market, tmp_path):
     report = json.loads(out.read_text())
     assert report["feature_dim"] == 512 and report["flip_median"] >= 0
     assert report["num_images"] == 12
+    # the per-image ratio's median is not the ratio of the medians, but both are on one scale
+    assert 0 < report["flip_ratio_median"] < 100 * report["flip_median"] / \
+        report["feature_mean_square"]
 
 
 def test_sweep_pixelfade_reports_each_variant(tiny_market, tmp_path):

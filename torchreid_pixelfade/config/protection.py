@@ -4,7 +4,7 @@ Layout (``configs/*.yaml``, ``KEY VALUE`` overrides)::
 
     pixelfade.enabled, .protector, .protect, .batch_size, .seed, .cache_dir,
     pixelfade.report_setting, .skip_corrupt,
-    pixelfade.on_missed_constraint                     how protection runs (any protector)
+    pixelfade.on_missed_constraint, .eps_flip_multiple how protection runs (any protector)
     pixelfade.channels_last, .precision, .compile      how the authorised model computes
     pixelfade.<field>                                  PixelFade's hyper-parameters (eps, steps...)
     pixelfade.<name>.<field>                           any other registered protector's, e.g.
@@ -44,6 +44,10 @@ def _run_options() -> CN:
     # stored images that miss d(f(x_p), f(x)) <= eps: 'keep', 'warn' or 'fail' (after storing
     # and recording every image; the manifest marks each, results.json counts them)
     node.on_missed_constraint = "warn"
+    # > 0: `protect` calibrates eps per model: this multiple of the median distance between an
+    # image's feature and its mirror image's, in eps_mode's units, over the images it protects
+    # (protect/calibration.py; the value used is in the manifest); 0: eps as configured
+    node.eps_flip_multiple = 0.0
     # fast paths of the authorised model (torchreid_pixelfade.models.resolve_fast_paths; 'auto'
     # enables what was measured faster with equal results on the device, docs/fast_paths.md).
     # Strings, quoted in YAML ('on' unquoted is a YAML boolean): 'auto', 'on' or 'off'
@@ -113,6 +117,9 @@ def check_run_options(cfg: CN) -> None:
     if node.seed < -1:
         raise ValueError(f"pixelfade.seed must be >= 0, or -1 for OS noise; got {node.seed}")
     check_on_missed_constraint(node.on_missed_constraint, "pixelfade.on_missed_constraint")
+    if node.eps_flip_multiple < 0:
+        raise ValueError(f"pixelfade.eps_flip_multiple must be >= 0 (0: off), got "
+                         f"{node.eps_flip_multiple}")
     sides = set(node.protect) - {"query", "gallery"}
     if sides or not node.protect:
         raise ValueError(f"pixelfade.protect takes 'query' and/or 'gallery', got "

@@ -1,0 +1,98 @@
+"""Per-model calibration of PixelFade's relative eps by the horizontal-flip distance.
+
+One relative eps does not mean the same for every model: the authorised feature of a robust,
+well-trained model moves little between an image and its mirror image, that of a small model
+trained from scratch moves a lot (measured, ``docs/RESULTS.md`` 10: the median flip distance is
+3.8-7% of the feature's mean square for the image and text-image models, 33-38% for the
+visible-infrared demo's thermal path). The flip distance is the model's own measure of a change
+that does not alter the person (Re-ID models are trained with flip augmentation), so it sets the
+scale of the bound:
+
+    eps = multiple x median_i d(f(x_i), f(flip(x_i)))                  (eps_mode 'absolute')
+    eps = multiple x median_i d(f(x_i), f(flip(x_i))) / d(f(x_i), 0)   (eps_mode 'relative')
+
+``multiple`` = 1: "the protected image is, to the authorised model, about as far from the
+original as the original's mirror image" (the absolute form is the flip-MSE median of
+``tools/calibrate_eps.py``). The median is taken over the images to protect (or an evenly
+spaced subset), needs no labels, and is rounded to :data:`SIGNIFICANT_DIGITS` so that a run
+resumed on another device or world size computes the same value.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .functional import feature_distance
+
+#: Significant digits the calibrated eps keeps (last-bit differences between devices, thread
+#: counts and batch sizes must not change it).
+SIGNIFICANT_DIGITS = 2
+
+
+@torch.no_grad()
+def flip_distances(model, images: torch.Tensor, batch_size: int = 128, reduction: str = "mean",
+                   relative: bool = False) -> torch.Tensor:
+    """Per image, the feature distance to its mirror image (horizontal flip).
+
+    Args:
+        model: the authorised model, pixels in [0, 1] -> raw features ``(B, D)``.
+        images: ``(N, 3, H, W)`` in [0, 1], on the model's device.
+        batch_size: images per forward pass.
+        reduction: PixelFade's ``loss_reduction`` (``'mean'`` or ``'sum'``).
+        relative: divide by the feature's own scale ``d(f(x), 0)`` (PixelFade's
+            ``eps_mode='relative'``).
+
+    Returns:
+        ``(N,)`` float on the CPU: ``d(f(x), f(flip(x)))``, or over ``d(f(x), 0)`` when
+        ``relative`` (NaN where the feature is zero).
+    """
+    distances = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        features, mirrored = model(batch), model(batch.flip(-1))
+        distance = feature_distance(mirrored, features, reduction)
+        if relative:
+            distance = distance / feature_distance(features, torch.zeros_like(features),
+                                                   reduction)
+        distances.append(distance)
+    return torch.cat(distances).float().cpu() if distances else torch.zeros(0)
+
+
+def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (0 stays 0)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
+                        batch_size: int = 128, reduction: str = "mean",
+                        eps_mode: str = "relative") -> float:
+    """PixelFade's eps for ``model``: ``multiple`` x the median of :func:`flip_distances` over
+    ``images`` (relative ones for ``eps_mode='relative'``), to :data:`SIGNIFICANT_DIGITS`
+    significant digits.
+
+    Args:
+        model, images, batch_size, reduction: as :func:`flip_distances`.
+        multiple: the bound in units of the median flip distance (> 0).
+        eps_mode: PixelFade's ``eps_mode`` the value is for, ``'absolute'`` or ``'relative'``.
+
+    Returns:
+        The value for ``eps``.
+
+    Raises:
+        ValueError: for ``multiple <= 0``, no images, or no image with a non-zero feature.
+    """
+    if not multiple > 0:
+        raise ValueError(f"the flip multiple must be > 0, got {multiple}")
+    if eps_mode not in ("absolute", "relative"):
+        raise ValueError(f"eps_mode must be 'absolute' or 'relative', got {eps_mode!r}")
+    if not len(images):
+        raise ValueError("eps calibration needs at least one image")
+    distances = flip_distances(model, images, batch_size, reduction, eps_mode == "relative")
+    distances = distances[torch.isfinite(distances)]
+    if not len(distances):
+        raise ValueError("eps calibration: every image has a zero feature; the model's "
+                         "features cannot set a relative bound")
+    return round_significant(multiple * float(distances.median()))
