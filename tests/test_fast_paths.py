@@ -255,6 +255,21 @@ def test_build_authorized_model_applies_the_options_to_protection_only(tmp_path)
         FastPaths(channels_last=False, precision="bf16")
 
 
+def test_vi_models_take_the_options_for_protection_only(tmp_path):
+    from torchreid_pixelfade.engines.visible_infrared.model import build_vi_model
+    from torchreid_pixelfade.workflows.visible_infrared import vi_models
+
+    torch.save({"net": build_vi_model("osnet_x0_25", num_classes=1).state_dict()},
+               tmp_path / "vi.pth")
+    cfg = C.get_default_config()
+    C.merge_opts(cfg, ["model.name", "osnet_x0_25", "pixelfade.precision", "bf16"])
+    weights = str(tmp_path / "vi.pth")
+    assert all(m.fast_paths == FastPaths() for m in vi_models(cfg, weights, "cpu"))
+    visible, infrared = vi_models(cfg, weights, "cpu", fast_paths=True)
+    assert infrared.fast_paths == FastPaths(channels_last=True, precision="bf16")
+    assert visible.fast_paths == FastPaths()  # RGB queries are never protected
+
+
 # ------------------------------------------------------------------ PixelFade end to end
 
 

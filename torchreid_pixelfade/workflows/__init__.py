@@ -113,12 +113,12 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
         from .visible_infrared import infrared_records, vi_models
 
         source_root, records = infrared_records(cfg, splits)
-        model = vi_models(cfg, weights, device)[1]
+        model = vi_models(cfg, weights, device, fast_paths=True)[1]
     elif C.check_data_type(cfg) == "text_image":
         from .text_image import gallery_records_of, t2i_models
 
         source_root, records = gallery_records_of(cfg, splits)
-        model = t2i_models(cfg, weights, device)[0]
+        model = t2i_models(cfg, weights, device, fast_paths=True)[0]
     else:
         source_root, records = dataset_records(cfg, splits)
         model = build_authorized_model(cfg, weights, device, fast_paths=True)

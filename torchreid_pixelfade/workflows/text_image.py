@@ -15,7 +15,8 @@ from typing import Sequence
 import torch
 
 from .. import config as C
-from ..models import AuthorizedModel, load_weights
+from ..config.protection import fast_path_options
+from ..models import AuthorizedModel, load_weights, resolve_fast_paths
 from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
                      trained_weights)
 
@@ -52,15 +53,22 @@ def build_model(cfg, num_classes: int, vocab_size: int):
                            mlm="mlm" in cfg.text_image.losses)
 
 
-def t2i_models(cfg, weights: str, device: str | torch.device):
+def t2i_models(cfg, weights: str, device: str | torch.device, fast_paths: bool = False):
     """``(authorised image model, text encoder, tokenizer)`` of ``model.name`` with
-    ``weights``."""
+    ``weights``.
+
+    Args:
+        fast_paths: run the image model with ``pixelfade.channels_last``, ``.precision`` and
+            ``.compile`` (``'auto'`` resolved for ``device``) as protection does; off, plain
+            float32 features as evaluation computes them.
+    """
     from ..engines.text_image.model import image_encoder, text_encoder
 
     tokenizer = t2i_tokenizer(cfg)
     net = load_weights(build_model(cfg, 1, tokenizer.vocab_size), weights).to(device).eval()
+    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
     image = AuthorizedModel(image_encoder(net), cfg.data.norm_mean, cfg.data.norm_std,
-                            name=f"{cfg.model.name}/image")
+                            name=f"{cfg.model.name}/image", **options)
     return image, text_encoder(net), tokenizer
 
 

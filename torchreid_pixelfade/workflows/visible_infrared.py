@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 
 from .. import config as C
-from ..models import load_weights
+from ..config.protection import fast_path_options
+from ..models import load_weights, resolve_fast_paths
 from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
                      trained_weights)
 
@@ -52,15 +53,24 @@ def vi_train_records(cfg) -> list:
     return read_vi_dataset(cfg, single_dataset(cfg.data.sources, "source")).train
 
 
-def vi_models(cfg, weights: str, device: str | torch.device):
+def vi_models(cfg, weights: str, device: str | torch.device, fast_paths: bool = False):
     """``(visible, infrared)`` authorised models of the two-stream ``model.name`` with
-    ``weights`` (the thermal path's un-normalised ``visible_infrared.feature``)."""
+    ``weights`` (the thermal path's un-normalised ``visible_infrared.feature``).
+
+    Args:
+        fast_paths: run the infrared model with ``pixelfade.channels_last``, ``.precision``
+            and ``.compile`` (``'auto'`` resolved for ``device``) as protection does (the
+            visible model then shares a channels-last net; use it for nothing else); off,
+            both compute plain float32 features as evaluation does.
+    """
     from ..engines.visible_infrared.model import build_vi_model
     from ..engines.visible_infrared.task import infrared_model, visible_model
 
     net = load_weights(build_vi_model(cfg.model.name, num_classes=1), weights).to(device)
     feature, norm = cfg.visible_infrared.feature, (cfg.data.norm_mean, cfg.data.norm_std)
-    return visible_model(net, *norm, feature=feature), infrared_model(net, *norm, feature=feature)
+    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
+    return (visible_model(net, *norm, feature=feature),
+            infrared_model(net, *norm, feature=feature, **options))
 
 
 def infrared_records(cfg, splits: Sequence[str] = ("query", "gallery")) -> tuple[str, list]:

@@ -125,21 +125,24 @@ def visible_test_records(test_set: TestSet, mode: str | None = None) -> list[VIR
 
 def infrared_model(net: TwoStreamNet, mean: Sequence[float] = IMAGENET_MEAN,
                    std: Sequence[float] = IMAGENET_STD, feature: str = "bn",
-                   freeze: bool = True) -> AuthorizedModel:
+                   freeze: bool = True, **fast_paths) -> AuthorizedModel:
     """The authorised model of the VI scenario: the thermal path's un-normalised feature.
 
     Args:
-        net: the two-stream network (shared, not copied).
+        net: the two-stream network (shared, not copied; ``channels_last`` converts it).
         mean, std: its input normalisation (ImageNet for AGW).
         feature: ``"bn"`` (BNNeck output, default) or ``"pool"``.
         freeze: freeze ``net``'s parameters (False while it is still being trained).
+        **fast_paths: ``channels_last``, ``precision``, ``compile`` of
+            :class:`AuthorizedModel` (e.g. from :func:`resolve_fast_paths`); none: float32.
 
     Returns:
         ``AuthorizedModel``: ``(B, 3, H, W)`` pixels in [0, 1] -> ``(B, D)`` raw features. Its
         name, recorded in manifests, says which feature ``f`` is (``AGWTwoStream/thermal/bn``).
     """
     return AuthorizedModel(thermal_encoder(net, feature), mean, std,
-                           name=f"{type(net).__name__}/thermal/{feature}", freeze=freeze)
+                           name=f"{type(net).__name__}/thermal/{feature}", freeze=freeze,
+                           **fast_paths)
 
 
 def visible_model(net: TwoStreamNet, mean: Sequence[float] = IMAGENET_MEAN,
