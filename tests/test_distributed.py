@@ -47,13 +47,17 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 @pytest.fixture(scope="module")
 def protect_args(tiny_market, tmp_path_factory):
     """``protect`` arguments, less ``--output``: the tiny Market tree, random OSNet weights, 10
-    PixelFade steps with seed 0, batches of 4."""
+    PixelFade steps with seed 0, batches of 4, eps calibrated."""
     torch.manual_seed(0)
     weights = str(tmp_path_factory.mktemp("weights") / "w.pth")
     torch.save(build_reid_model("osnet_x0_25").state_dict(), weights)
     return ["protect", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_market,
             "--weights", weights, "--no-progress", "data.height", "64", "data.width", "32",
-            "pixelfade.steps", "10", "pixelfade.seed", "0", "pixelfade.batch_size", "4"]
+            "pixelfade.steps", "10", "pixelfade.seed", "0", "pixelfade.batch_size", "4",
+            # eps calibrated on rank 0 and sent to rank 1; the multiple puts it far above any
+            # distance, so that no image depends on the final phase's sub-batches, whose sizes
+            # follow the batch's other images (kernels differ by batch size in the last bits)
+            "pixelfade.eps_flip_multiple", "1000"]
 
 
 def protect_in_one_process(args, output):
@@ -85,6 +89,7 @@ def test_two_ranks_write_one_folder_equal_to_a_single_process(protect_args,
     assert len(two) == 24 and two == one
     assert not list((tmp_path / "two").glob("manifest.part-*"))  # parts merged
     assert two_manifest["identity"] == one_manifest["identity"]
+    assert two_manifest["identity"]["eps_calibration"] == {"flip_multiple": 1000.0, "images": 24}
 
 
 def test_an_interrupted_multi_rank_run_resumes_in_one_process(tiny_market, tiny_records,

@@ -97,6 +97,50 @@ def test_an_empty_split_folder_is_named(tiny_market, tmp_path):
 def test_bad_run_options_are_refused(tiny_market, two_weights, tmp_path):
     for opts, message in ((["pixelfade.batch_size", "-1"], "batch_size"),
                           (["pixelfade.seed", "-5"], "seed"),
-                          (["pixelfade.protect", "['train']"], "protect")):
+                          (["pixelfade.protect", "['train']"], "protect"),
+                          (["pixelfade.eps_flip_multiple", "-1"], "eps_flip_multiple")):
         with pytest.raises(ValueError, match=message):
             protect_dataset(tiny_config(tiny_market, *opts), two_weights[0], str(tmp_path))
+
+
+def test_calibrated_eps_is_measured_once_and_reused_on_resume(tiny_market, two_weights, tmp_path,
+                                                               caplog, monkeypatch):
+    from torchreid_pixelfade.workflows import calibration
+
+    opts = ["pixelfade.protector", "pixelfade", "pixelfade.steps", 1, "pixelfade.seed", 0,
+            "pixelfade.eps_flip_multiple", 2.0]
+    cfg = tiny_config(tiny_market, *opts)
+    measured = []
+    measure = calibration._measure
+    monkeypatch.setattr(calibration, "_measure", lambda *a: measured.append(1) or measure(*a))
+    first = protect_dataset(cfg, two_weights[0], str(tmp_path / "p"), limit=2)
+    eps, stored = first.identity.hparams["eps"], first.identity.eps_calibration
+    assert stored == {"flip_multiple": 2.0, "images": 4}  # 2 query + 2 gallery images
+    assert eps != cfg.pixelfade.eps and first.identity.hparams["eps_mode"] == "absolute"
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["identity"]["eps_calibration"] == stored
+    # resumed: the folder's eps is reused, not measured again
+    with caplog.at_level("INFO", logger="torchreid_pixelfade.workflows.calibration"):
+        again = protect_dataset(cfg, two_weights[0], str(tmp_path / "p"), limit=2)
+    assert measured == [1] and again.identity.hparams["eps"] == eps
+    assert "as calibrated for the images already in" in caplog.text
+    # another multiple is measured and refused by the folder, with the difference named
+    with pytest.raises(ValueError, match="eps_calibration"):
+        protect_dataset(tiny_config(tiny_market, *opts[:-1], 3.0), two_weights[0],
+                        str(tmp_path / "p"), limit=2)
+    # a protector without eps ignores the option
+    plain = protect_dataset(tiny_config(tiny_market, "pixelfade.eps_flip_multiple", 1.0),
+                            two_weights[0], str(tmp_path / "identity"), limit=2)
+    assert plain.identity.eps_calibration == {}
+    assert "eps_calibration" not in json.loads(
+        (tmp_path / "identity" / "manifest.json").read_text())["identity"]
+
+
+@pytest.mark.parametrize("opts", [["pixelfade.enabled", True],
+                                  ["data.transforms", "['random_flip', 'pixelfade']"]])
+def test_run_refuses_calibration_where_it_is_not_applied(tiny_market, opts):
+    from torchreid_pixelfade.workflows import run
+
+    cfg = tiny_config(tiny_market, "pixelfade.eps_flip_multiple", 1.0, *opts)
+    with pytest.raises(ValueError, match="eps_flip_multiple is applied by `protect` only"):
+        run(cfg, "cpu")

@@ -97,8 +97,3 @@ def test_protect_calibrates_eps_on_the_images_it_protects(tiny_sysu, tmp_path):
         assert stored[mode]["eps"] == expected != cfg.pixelfade.eps
     assert stored["relative"]["eps"] != stored["absolute"]["eps"]
 
-
-def test_a_negative_flip_multiple_is_refused(tiny_sysu, tmp_path):
-    assert main(["protect", "--device", "cpu", "--config-file", CONFIG, "--root", tiny_sysu,
-                 "--weights", "w.pth", "--output", str(tmp_path / "p"),
-                 "pixelfade.eps_flip_multiple", "-1"]) == 2

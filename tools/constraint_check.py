@@ -79,25 +79,26 @@ def check_variant(cfg, variant: str, weights: str, output: str, device: str,
     folder = protect_dataset(cfg, weights, out_dir, ("query", "gallery"), device=device,
                              progress=False, max_ids=max_ids or None)
     result = evaluate_folder(cfg, weights, out_dir, device=device).to_dict()
-    return {"variant": variant, "hparams": C.protector_kwargs(cfg), "folder": out_dir,
+    # the hyper-parameters as protected (eps as calibrated, with pixelfade.eps_flip_multiple)
+    return {"variant": variant, "hparams": dict(folder.identity.hparams), "folder": out_dir,
             **summarize(folder, result)}
 
 
-def time_variants(cfg, variants: list[str], weights: str, device: str, count: int,
+def time_variants(cfg, hparams: list[dict], weights: str, device: str, count: int,
                   rounds: int = 2) -> list[float]:
-    """Seconds per image of each variant, measured in this process on the same ``count`` query
-    images (one batch), the variants interleaved ``rounds`` times (a round's order rotates) and
-    the fastest round kept: a fair cost ratio on a shared machine."""
+    """Seconds per image of each variant (its hyper-parameters as protected), measured in this
+    process on the same ``count`` query images (one batch), the variants interleaved ``rounds``
+    times (a round's order rotates) and the fastest round kept: a fair cost ratio on a shared
+    machine."""
     source_root, records = dataset_records(cfg, ("query",))
     images = load_images([r.path for r in records[:count]], cfg.data.height, cfg.data.width)
     images = images.to(device)
     model = build_authorized_model(cfg, weights, device, fast_paths=True)  # as protection
-    protectors = [build_protector(cfg.pixelfade.protector, model,
-                                  **C.protector_kwargs(variant_config(cfg, variant)))
-                  for variant in variants]
-    best = [float("inf")] * len(variants)
+    protectors = [build_protector(cfg.pixelfade.protector, model, **values)
+                  for values in hparams]
+    best = [float("inf")] * len(hparams)
     for round_ in range(rounds):
-        for i in [(round_ + k) % len(variants) for k in range(len(variants))]:
+        for i in [(round_ + k) % len(hparams) for k in range(len(hparams))]:
             began = time.perf_counter()
             protectors[i].protect(images)
             best[i] = min(best[i], (time.perf_counter() - began) / len(images))
@@ -139,9 +140,9 @@ def main(argv=None) -> int:
     cfg = C.config_from_args(args)
     rows = [check_variant(cfg, variant, args.weights, args.output, args.device, args.max_ids)
             for variant in args.variant or [""]]
-    variants = [row["variant"] for row in rows]
     if args.timing_images:
-        timed = time_variants(cfg, variants, args.weights, args.device, args.timing_images)
+        timed = time_variants(cfg, [row["hparams"] for row in rows], args.weights, args.device,
+                              args.timing_images)
         for row, seconds in zip(rows, timed):
             row["timed_seconds_per_image"] = seconds
             row["cost_vs_first"] = seconds / timed[0]

@@ -81,3 +81,14 @@ def process_group(context: DistContext, device: str | torch.device) -> Iterator[
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
+
+
+def from_rank_zero(value: T, device: str | torch.device = "cpu") -> T:
+    """Rank 0's ``value`` on every rank of the current process group (``value`` itself when
+    none is initialised); ``value`` must be picklable. ``device`` is this rank's device (NCCL
+    sends through it)."""
+    if not torch.distributed.is_initialized():
+        return value
+    holder = [value]
+    torch.distributed.broadcast_object_list(holder, src=0, device=torch.device(device))
+    return holder[0]

@@ -13,7 +13,6 @@ from torch import nn
 
 from torchreid_pixelfade.evaluation.sides import (
     Side,
-    calibrate_relative_eps,
     original_side,
     path_features,
     privacy_means,
@@ -143,14 +142,3 @@ def test_privacy_means():
         {"ssim": 0.2, "psnr": 15.0, "ad": 4.0, "ad_median": 2.0})
     with pytest.raises(ValueError, match="ad"):
         privacy_means({"ssim": [1.0], "psnr": [1.0], "ad": []})
-
-
-def test_calibrate_relative_eps(model):
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(5, 3, HEIGHT, WIDTH, generator=generator)
-    mirror_blind = AuthorizedModel(nn.Sequential(nn.AdaptiveAvgPool2d((4, 1)), nn.Flatten()))
-    assert calibrate_relative_eps(mirror_blind, images) == pytest.approx(0.0, abs=1e-10)
-    features, flipped = model(images), model(images.flip(-1))
-    expected = ((features - flipped).pow(2).mean(1) / features.pow(2).mean(1)).median()
-    eps = calibrate_relative_eps(model, images, batch_size=2)
-    assert eps > 0 and eps == pytest.approx(float(expected), rel=1e-5)

@@ -20,6 +20,10 @@ def test_parse_row():
     # other protectors' options live in their own node; the seed is one run option
     assert parse_row("avih:step_size=0.02,seed=3")[1] == [
         "pixelfade.protector", "avih", "pixelfade.avih.step_size", 0.02, "pixelfade.seed", 3]
+    # a row that gives eps is not calibrated
+    assert parse_row("pixelfade:eps=0.1")[1] == [
+        "pixelfade.protector", "pixelfade", "pixelfade.eps", 0.1,
+        "pixelfade.eps_flip_multiple", 0.0]
 
 
 @pytest.mark.parametrize("bad_row, error", [("pixelfade.seed", ValueError),
@@ -96,3 +100,8 @@ def test_report_on_protected_infrared_images(tmp_path):
     assert len(manifest["images"]) == 4 and all(
         "cam3" in k or "cam6" in k for k in manifest["images"])  # IR training images only
     assert results[0]["settings"]["O2P:rgb_to_ir"] == results[0]["settings"]["O2O:rgb_to_ir"]
+    # the config calibrates eps on the test images; the attacker's images get the same eps
+    test, train = (json.loads((out / "pixelfade" / split / "manifest.json").read_text())[
+        "identity"] for split in ("test", "train"))
+    assert test["eps_calibration"]["flip_multiple"] == 1.0 and "eps_calibration" not in train
+    assert train["hparams"]["eps"] == test["hparams"]["eps"] != cfg.pixelfade.eps

@@ -1,4 +1,5 @@
 """``batch_size='auto'``: the largest call that fits, found by halving on out-of-memory."""
+import dataclasses
 import json
 import logging
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from torchreid_pixelfade import config as C
-from torchreid_pixelfade.protect import PixelFade
+from torchreid_pixelfade.protect import PixelFade, ProtectionResult
 from torchreid_pixelfade.protect.pixelfade import PixelFadeResult
 from torchreid_pixelfade.store import check_batch_size, protect_records, protection_identity
 from torchreid_pixelfade.store import writer as writer_module
@@ -42,14 +43,15 @@ def test_auto_halves_until_a_call_fits_and_keeps_that_size(tiny_records, random_
     small = Small(random_model, fits=5, steps=3, eps=5e-4, seed=2)
     with caplog.at_level(logging.INFO, logger="torchreid_pixelfade.store.writer"):
         folder, auto = protect(small, random_model, records, root, tmp_path / "auto", "auto")
-    # the first call tries all 20 (at most 32, the size off CUDA), then 16, 8 and 4, which
-    # fits; the rest go in calls of 4
-    assert small.calls == [20, 16, 8, 4, 4, 4, 4, 4]
-    assert "batch size auto: 4 images per protector call" in caplog.text
+    # the first call tries all 20 (at most 32, the size off CUDA), then half of what was
+    # tried: 10, then 5, which fits; the rest go in calls of 5
+    assert small.calls == [20, 10, 5, 5, 5, 5]
+    assert "20 images do not fit on cpu; trying 10" in caplog.text
+    assert "batch size auto: 5 images per protector call" in caplog.text
     assert len(folder) == 20
-    # seeded keyed draws: the same PNGs as a run with calls of 4 from the start
+    # seeded keyed draws: the same PNGs as a run with calls of 5 from the start
     _, fixed = protect(PixelFade(random_model, steps=3, eps=5e-4, seed=2), random_model,
-                       records, root, tmp_path / "fixed", 4)
+                       records, root, tmp_path / "fixed", 5)
     assert auto == fixed
     entries = [json.loads((tmp_path / name / "manifest.json").read_text())["images"]
                for name in ("auto", "fixed")]
@@ -79,6 +81,31 @@ def test_split_results_are_joined_field_by_field():
     assert isinstance(joined, PixelFadeResult)
     assert joined.images.shape[0] == 3 and joined.steps.tolist() == [2, 2, 1]
     assert joined.constraint_met is None and joined.replaced_fraction is None
+
+
+@dataclasses.dataclass
+class WithSettings(ProtectionResult):
+    """A result type of some protector, with a per-run setting and a scalar tensor."""
+
+    scale: float = 1.0
+    temperature: torch.Tensor | None = None
+
+
+def test_fields_that_are_not_per_image_are_kept_once_or_refused():
+    def part(n, scale=0.5):
+        return WithSettings(images=torch.zeros(n, 3, 2, 2), scale=scale,
+                            temperature=torch.tensor(2.0))
+
+    joined = writer_module._concatenated([part(1), part(1)])
+    assert joined.scale == 0.5 and joined.temperature == 2.0 and len(joined.images) == 2
+    with pytest.raises(ValueError, match="'scale' is neither per image nor equal"):
+        writer_module._concatenated([part(1), part(1, scale=0.7)])
+
+
+def test_runtime_errors_count_as_out_of_memory_only_when_they_say_so():
+    assert writer_module.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert writer_module.is_out_of_memory(writer_module.OUT_OF_MEMORY("x"))
+    assert not writer_module.is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 @pytest.mark.parametrize("value", [0, -1, "big", True, 2.0])

@@ -39,9 +39,20 @@ def test_calibrate_eps_reports_scales(tiny_market, tmp_path):
     report = json.loads(out.read_text())
     assert report["feature_dim"] == 512 and report["flip_median"] >= 0
     assert report["num_images"] == 12
-    # the per-image ratio's median is not the ratio of the medians, but both are on one scale
-    assert 0 < report["flip_ratio_median"] < 100 * report["flip_median"] / \
-        report["feature_mean_square"]
+    # the medians are those the calibration of `protect` takes on the same images
+    from torchreid_pixelfade import config as C
+    from torchreid_pixelfade.io import load_images
+    from torchreid_pixelfade.protect.calibration import flip_distances
+    from torchreid_pixelfade.workflows import build_authorized_model, dataset_records
+
+    cfg = C.get_default_config()
+    C.merge_file(cfg, config)
+    C.merge_opts(cfg, ["data.root", tiny_market, "data.height", 64, "data.width", 32])
+    model = build_authorized_model(cfg, str(tmp_path / "w.pth"), "cpu")
+    images = load_images([r.path for r in dataset_records(cfg, ("query",))[1]], 64, 32)
+    for key, relative in (("flip_median", False), ("flip_ratio_median", True)):
+        expected = float(flip_distances(model, images, relative=relative).quantile(0.5))
+        assert report[key] == pytest.approx(expected, rel=1e-5) and expected > 0
 
 
 def test_sweep_pixelfade_reports_each_variant(tiny_market, tmp_path):

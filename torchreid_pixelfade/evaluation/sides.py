@@ -10,9 +10,10 @@ sides here and rank them with their own protocols:
 - :func:`stored_entries` / :func:`protected_side`: the stored PNGs of a
   :class:`~torchreid_pixelfade.store.ProtectedFolder` and the originals they were made from,
   both read through the folder at its stored size, with per-image SSIM / PSNR / AD;
-- :func:`privacy_means`: ``results.json``'s ``privacy`` of those per-image values;
-- :func:`calibrate_relative_eps`: PixelFade's relative eps of a model ("as close as the mirrored
-  image"), for protecting a side.
+- :func:`privacy_means`: ``results.json``'s ``privacy`` of those per-image values.
+
+PixelFade's eps for a side's authorised model is calibrated by
+:func:`torchreid_pixelfade.protect.calibration.flip_calibrated_eps`.
 
 Records are any objects with ``path``, ``relpath``, ``pid``, ``camid`` and ``output_key``
 (:class:`~torchreid_pixelfade.store.ImageRecord` and its subclasses).
@@ -32,7 +33,7 @@ from ..models import AuthorizedModel
 from ..store import ImageRecord, ProtectedFolder, StoredImage
 from .features import extract_features
 
-__all__ = ["Side", "calibrate_relative_eps", "original_side", "path_features", "privacy_means",
+__all__ = ["Side", "original_side", "path_features", "privacy_means",
            "protected_side", "record_labels", "stored_entries"]
 
 
@@ -166,25 +167,3 @@ def privacy_means(per_image: dict) -> dict:
         raise ValueError(f"no per-image privacy values for {missing}")
     return {"ssim": float(np.mean(per_image["ssim"])), "psnr": float(np.mean(per_image["psnr"])),
             "ad": float(np.mean(per_image["ad"])), "ad_median": float(np.median(per_image["ad"]))}
-
-
-def calibrate_relative_eps(model: AuthorizedModel, images: torch.Tensor, batch_size: int = 128,
-                           device: str | torch.device = "cpu") -> float:
-    """PixelFade's relative eps for ``model``: "as close as the mirrored image" (ours).
-
-    The median over images of ``mse(f(x), f(flip(x))) / mean(f(x)^2)``, i.e. the bound
-    ``eps * mean(f(x)^2)`` of ``eps_mode='relative'`` equals a typical flip distance. Use images
-    of the side to protect and its authorised model (the model's scale is what changes between
-    backbones).
-
-    Args:
-        model: the authorised model.
-        images: ``(N, 3, H, W)`` pixels in [0, 1].
-
-    Returns:
-        eps >= 0 (a fraction, e.g. 0.05; 0 for a model that ignores mirroring).
-    """
-    features = extract_features(model, images, batch_size, device)
-    flipped = extract_features(model, images.flip(-1), batch_size, device)
-    ratio = (features - flipped).pow(2).mean(1) / features.pow(2).mean(1).clamp(min=1e-12)
-    return float(ratio.median())

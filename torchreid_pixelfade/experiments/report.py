@@ -56,11 +56,14 @@ class AttackConfig:
 
 def parse_row(row: str) -> tuple[str, list]:
     """``"pixelfade:noise_weight=0.6,target='zeros'"`` -> (``pixelfade``, config overrides);
-    ``"avih:steps=50"`` sets ``pixelfade.avih.steps``."""
+    ``"avih:steps=50"`` sets ``pixelfade.avih.steps``. A row that gives ``eps`` is protected
+    with it as given (``pixelfade.eps_flip_multiple`` 0 for that row)."""
     name, _, options = row.partition(":")
     overrides = ["pixelfade.protector", name]
     for key, value in C.parse_overrides(options).items():
         overrides += [C.option_key(name, key), value]
+        if key == "eps":
+            overrides += ["pixelfade.eps_flip_multiple", 0.0]
     return name, overrides
 
 
@@ -82,6 +85,20 @@ def row_config(cfg, row: str):
     return row_cfg
 
 
+def with_eps_of(cfg, folder: ProtectedFolder):
+    """``cfg`` with the eps ``folder`` was protected with when that eps was calibrated (so
+    that the attacker's images are protected as the test images were, not calibrated on
+    their own); ``cfg`` itself otherwise."""
+    if not folder.identity.eps_calibration:
+        return cfg
+    same = cfg.clone()
+    same.defrost()
+    C.merge_opts(same, [C.option_key(cfg.pixelfade.protector, "eps"),
+                        folder.identity.hparams["eps"], "pixelfade.eps_flip_multiple", 0.0])
+    same.freeze()
+    return same
+
+
 def folder_name(row: str) -> str:
     return "".join(c if c.isalnum() or c in "._=-" else "_" for c in row)
 
@@ -92,8 +109,9 @@ def run_row(cfg, row: str, weights: str, out_dir: str, attack: AttackConfig,
     row_cfg = row_config(cfg, row)
     folder = os.path.join(out_dir, folder_name(row))
     test, train = os.path.join(folder, "test"), os.path.join(folder, "train")
-    protect_dataset(row_cfg, weights, test, ("query", "gallery"), device)
-    protect_dataset(row_cfg, weights, train, ("train",), device, limit=attack.train_images)
+    tested = protect_dataset(row_cfg, weights, test, ("query", "gallery"), device)
+    protect_dataset(with_eps_of(row_cfg, tested), weights, train, ("train",), device,
+                    limit=attack.train_images)
     results = evaluate_folder(row_cfg, weights, test, device=device).to_dict()
     attack_result = run_attack(train, test, os.path.join(folder, "attack"), width=attack.width,
                                epochs=attack.epochs, batch_size=attack.batch_size, lr=attack.lr,

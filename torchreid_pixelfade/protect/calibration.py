@@ -14,8 +14,10 @@ scale of the bound:
 ``multiple`` = 1: "the protected image is, to the authorised model, about as far from the
 original as the original's mirror image" (the absolute form is the flip-MSE median of
 ``tools/calibrate_eps.py``). The median is taken over the images to protect (or an evenly
-spaced subset), needs no labels, and is rounded to :data:`SIGNIFICANT_DIGITS` so that a run
-resumed on another device or world size computes the same value.
+spaced subset) and needs no labels. It is rounded to :data:`SIGNIFICANT_DIGITS`, which makes
+equal most values measured on other devices or batch sizes, not all (one near a rounding
+boundary may land on either side); ``protect`` therefore measures on one rank and a resumed run
+reuses its folder's value (:mod:`torchreid_pixelfade.workflows.calibration`).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ import torch
 
 from .functional import feature_distance
 
-#: Significant digits the calibrated eps keeps (last-bit differences between devices, thread
-#: counts and batch sizes must not change it).
+#: Significant digits the calibrated eps keeps (so that last-bit differences between devices,
+#: thread counts and batch sizes rarely change it).
 SIGNIFICANT_DIGITS = 2
 
 
@@ -82,7 +84,8 @@ def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
         The value for ``eps``.
 
     Raises:
-        ValueError: for ``multiple <= 0``, no images, or no image with a non-zero feature.
+        ValueError: for ``multiple <= 0``, no images, no image with a non-zero feature, or a
+            median flip distance of 0 (a mirror-blind feature).
     """
     if not multiple > 0:
         raise ValueError(f"the flip multiple must be > 0, got {multiple}")
@@ -95,4 +98,8 @@ def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
     if not len(distances):
         raise ValueError("eps calibration: every image has a zero feature; the model's "
                          "features cannot set a relative bound")
-    return round_significant(multiple * float(distances.median()))
+    median = float(distances.quantile(0.5))  # the mean of the two middle values for even N
+    if not median > 0:
+        raise ValueError("eps calibration: the median flip distance is 0 (the model's feature "
+                         "ignores mirroring), so it cannot set the bound; give eps instead")
+    return round_significant(multiple * median)

@@ -14,6 +14,10 @@ import os
 import torch
 
 
+#: values of an identity field that mean "not recorded" (not compared)
+EMPTY = ((), [], "", {})
+
+
 @dataclasses.dataclass(frozen=True)
 class ProtectionIdentity:
     """The settings a protected folder was made with (stored in its manifest).
@@ -30,6 +34,10 @@ class ProtectionIdentity:
         numerics: ``'bf16'`` or ``'fp16'`` when the model's forward ran in reduced precision
             (autocast), whose images differ from float32's; ``''`` for float32 (and TF32), left
             out of the manifest so that the identities of float32 folders are unchanged.
+        eps_calibration: how ``hparams['eps']`` was calibrated for the model (``{'flip_multiple':
+            m, 'images': n}``, see :mod:`torchreid_pixelfade.protect.calibration`); empty when
+            eps was given, and then left out of the manifest. A resumed run with the same
+            calibration reuses the folder's eps rather than measuring it again.
     """
 
     protector: str
@@ -42,13 +50,15 @@ class ProtectionIdentity:
     std: tuple = ()
     dataset: str = ""
     numerics: str = ""
+    eps_calibration: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary (the manifest's ``identity``)."""
         data = dataclasses.asdict(self)
         data["mean"], data["std"] = list(self.mean), list(self.std)
-        if not self.numerics:
-            del data["numerics"]
+        for optional in ("numerics", "eps_calibration"):
+            if not data[optional]:
+                del data[optional]
         return data
 
     @classmethod
@@ -72,7 +82,7 @@ class ProtectionIdentity:
                  for k in sorted(set(mine["hparams"]) | set(theirs["hparams"]))
                  if mine["hparams"].get(k) != theirs["hparams"].get(k)]
         found += [f"{k}: {mine[k]!r} -> {theirs.get(k)!r}" for k in mine
-                  if k != "hparams" and mine[k] not in ((), [], "") and mine[k] != theirs.get(k)]
+                  if k != "hparams" and mine[k] not in EMPTY and mine[k] != theirs.get(k)]
         if self.numerics != other.numerics:
             found.append(f"numerics: {self.numerics or 'fp32'!r} -> {other.numerics or 'fp32'!r}")
         return list(dict.fromkeys(found))
@@ -86,7 +96,7 @@ class ProtectionIdentity:
         """
         mine, theirs = self.to_dict(), other.to_dict()
         return self.numerics == other.numerics and all(
-            mine[k] == theirs.get(k) for k in mine if mine[k] not in ((), [], ""))
+            mine[k] == theirs.get(k) for k in mine if mine[k] not in EMPTY)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -117,7 +127,8 @@ def weights_digest(weights: str | os.PathLike | torch.nn.Module) -> str:
 
 
 def protection_identity(protector, model, weights: str | os.PathLike | torch.nn.Module,
-                        height: int, width: int, dataset: str) -> ProtectionIdentity:
+                        height: int, width: int, dataset: str,
+                        eps_calibration: dict | None = None) -> ProtectionIdentity:
     """The identity of protecting ``dataset`` at ``height x width`` with ``protector``.
 
     Args:
@@ -127,12 +138,13 @@ def protection_identity(protector, model, weights: str | os.PathLike | torch.nn.
         weights: the weights file the model was loaded from, or the module itself.
         height, width: stored image size.
         dataset: dataset name.
+        eps_calibration: how the protector's eps was calibrated, if it was.
     """
     return ProtectionIdentity(
         protector=protector.name, hparams=protector.hparams(), model=model.name,
         weights_sha256=weights_digest(weights), height=int(height), width=int(width),
         mean=_rounded(model.mean), std=_rounded(model.std), dataset=dataset,
-        numerics=reduced_precision(model))
+        numerics=reduced_precision(model), eps_calibration=dict(eps_calibration or {}))
 
 
 def reduced_precision(model) -> str:

@@ -56,6 +56,8 @@ AUTO_BATCH_CUDA = 256
 #: ``batch_size='auto'`` on other devices (host memory is rarely the limit, and larger batches
 #: do not run faster on a CPU)
 AUTO_BATCH_OTHER = 32
+#: the error PyTorch raises when a device runs out of memory (``torch.OutOfMemoryError`` from
+#: 2.5, ``torch.cuda.OutOfMemoryError`` before)
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -241,8 +243,17 @@ def _drop_unfinished_line(path: str) -> None:
 # ---------------------------------------------------------------- the batch loop
 
 
-def _load_batch(records: Sequence[ImageRecord], height: int, width: int, skip_corrupt: bool
-                ) -> tuple[list[ImageRecord], list[torch.Tensor], list[dict]]:
+def load_batch(records: Sequence[ImageRecord], height: int, width: int, skip_corrupt: bool
+               ) -> tuple[list[ImageRecord], list[torch.Tensor], list[dict]]:
+    """Reads ``records`` as ``(3, height, width)`` tensors in [0, 1].
+
+    Returns:
+        ``(kept, tensors, skipped)``: the records read and their tensors, and for each
+        unreadable one (only with ``skip_corrupt``) ``{'source': relpath, 'error': message}``.
+
+    Raises:
+        ImageReadError: for an unreadable image without ``skip_corrupt``.
+    """
     kept, tensors, skipped = [], [], []
     for record in records:
         try:
@@ -309,15 +320,18 @@ class _BatchFit:
                 else AUTO_BATCH_OTHER
         self.size, self.device, self.found = batch_size, device, not self.auto
 
-    def shrink(self, error: Exception) -> None:
-        """Halves the size after ``error``; re-raises it for a fixed size or a size of 1."""
-        if not self.auto or self.size == 1:
-            raise error
+    def can_shrink(self, tried: int) -> bool:
+        """Whether a call of ``tried`` images that ran out of memory may be split."""
+        return self.auto and tried > 1
+
+    def shrink(self, tried: int) -> None:
+        """After a call of ``tried`` (> 1) images ran out of memory: ``tried // 2`` from now
+        on, the device's cached memory released."""
         if torch.device(self.device).type == "cuda":
             torch.cuda.empty_cache()
-        logger.info("batch size auto: %d images do not fit on %s; trying %d", self.size,
-                    self.device, self.size // 2)
-        self.size, self.found = self.size // 2, False
+        logger.info("batch size auto: %d images do not fit on %s; trying %d", tried,
+                    self.device, tried // 2)
+        self.size, self.found = tried // 2, False
 
     def fits(self) -> None:
         """Records that a call of the current size ran: the size is found."""
@@ -327,38 +341,83 @@ class _BatchFit:
         self.found = True
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: PyTorch's ``OutOfMemoryError``, or
+    the ``RuntimeError`` a cuDNN / cuBLAS allocation failure raises."""
+    return isinstance(error, OUT_OF_MEMORY) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
 def _protect_batch(protector: Protector, kept: Sequence[ImageRecord],
                    tensors: Sequence[torch.Tensor], device,
                    fit: _BatchFit | None = None) -> tuple[object, float]:
-    """Protects one loaded batch in calls of ``fit.size`` images; ``(result, seconds)``
-    (``(None, 0.0)`` for an empty one)."""
+    """Protects one loaded batch in calls of at most ``fit.size`` images; ``(result,
+    seconds)`` (``(None, 0.0)`` for an empty one; the seconds include calls that ran out of
+    memory)."""
     if not kept:
         return None, 0.0
     fit = fit or _BatchFit(len(kept), device)
     began, results, start = time.perf_counter(), [], 0
     while start < len(kept):
-        stop = start + fit.size
-        try:
-            # keyed draws: with a seed, an image's PNG does not depend on the batching or run
-            results.append(protector.protect(torch.stack(list(tensors[start:stop])).to(device),
-                                             keys=[r.output_key for r in kept[start:stop]]))
-        except OUT_OF_MEMORY as error:
-            fit.shrink(error)
+        stop = min(start + fit.size, len(kept))
+        result, error = _try_protect(protector, kept[start:stop], tensors[start:stop], device)
+        if error is not None:
+            if not fit.can_shrink(stop - start):
+                raise error
+            del error  # its traceback holds the failed call's tensors: free them first
+            fit.shrink(stop - start)
             continue
         fit.fits()
+        results.append(result)
         start = stop
     return _concatenated(results), time.perf_counter() - began
 
 
+def _try_protect(protector: Protector, kept: Sequence[ImageRecord],
+                 tensors: Sequence[torch.Tensor], device) -> tuple[object, Exception | None]:
+    """One protector call: ``(result, None)``, or ``(None, error)`` if the device ran out of
+    memory (other errors are raised)."""
+    try:
+        # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
+        return protector.protect(torch.stack(list(tensors)).to(device),
+                                 keys=[r.output_key for r in kept]), None
+    except (OUT_OF_MEMORY, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        return None, error
+
+
 def _concatenated(results: Sequence) -> object:
-    """One result of the protector's result type from consecutive ones (per-image fields
-    concatenated; None stays None)."""
+    """One result of the protector's result type from consecutive ones.
+
+    Per-image fields (tensors whose first dimension is the part's image count) are
+    concatenated; any other field (None, a scalar, a setting) must be equal in every part and
+    is kept once. A subclass of :class:`~torchreid_pixelfade.protect.ProtectionResult` with
+    fields of its own gets the same treatment.
+    """
     if len(results) == 1:
         return results[0]
-    fields = {f.name: [getattr(r, f.name) for r in results]
-              for f in dataclasses.fields(results[0])}
-    return type(results[0])(**{name: None if values[0] is None else torch.cat(values)
-                               for name, values in fields.items()})
+    counts = [len(r.images) for r in results]
+    values = {}
+    for field in dataclasses.fields(results[0]):
+        parts = [getattr(r, field.name) for r in results]
+        if all(isinstance(p, torch.Tensor) and p.dim() and len(p) == n
+               for p, n in zip(parts, counts)):
+            values[field.name] = torch.cat(parts)
+        elif all(_same(p, parts[0]) for p in parts):
+            values[field.name] = parts[0]
+        else:
+            raise ValueError(f"cannot join the results of split protector calls: field "
+                             f"{field.name!r} is neither per image nor equal in every call")
+    return type(results[0])(**values)
+
+
+def _same(first, second) -> bool:
+    """Equality that also holds for equal tensors."""
+    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
+        return (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
+                and first.shape == second.shape and bool((first == second).all()))
+    return first == second
 
 
 def _store_batch(folder: ProtectedFolder, part_path: str, kept: Sequence[ImageRecord], result,
@@ -426,8 +485,10 @@ def protect_records(protector: Protector, records: Sequence[ImageRecord], out_di
         source_root: the dataset folder the records' relative paths start from.
         batch_size: images per protector call, or ``'auto'``: on CUDA the largest that fits
             (from :data:`AUTO_BATCH_CUDA`, halved on each out-of-memory error until a call
-            runs, then kept), elsewhere :data:`AUTO_BATCH_OTHER`. With keyed draws (as here)
-            a seeded image's result does not depend on it (see :class:`PixelFade`).
+            runs, then kept; it depends on the memory free at the time), elsewhere
+            :data:`AUTO_BATCH_OTHER`. With keyed draws (as here) and PixelFade's per-image
+            settings a seeded image's result does not depend on the size, up to kernels
+            that differ with it (see :class:`~torchreid_pixelfade.protect.PixelFade`).
         device: where images are protected.
         skip_corrupt: list unreadable images in the manifest instead of raising (they are
             retried by every later run).
@@ -562,7 +623,7 @@ def _run_batches(protector: Protector, todo: Sequence[ImageRecord], folder: Prot
     with ThreadPoolExecutor(1, "pixelfade-load") as loader, \
             ThreadPoolExecutor(1, "pixelfade-write") as writer:
         def load(batch):
-            return loader.submit(_load_batch, batch, identity.height, identity.width,
+            return loader.submit(load_batch, batch, identity.height, identity.width,
                                  skip_corrupt)
 
         loading = load(batches[0]) if batches else None

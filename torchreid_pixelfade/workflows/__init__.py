@@ -21,6 +21,7 @@ from ..models import AuthorizedModel, build_reid_model, load_weights, resolve_fa
 from ..protect import build_protector
 from ..store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
                     protect_records, protection_identity, records_from_dataset)
+from .calibration import calibrated_kwargs
 from .common import (check_data_root, check_or_warn, check_same_model, default_device,
                      prepare_run, resume_training, single_dataset)
 
@@ -123,63 +124,20 @@ def protect_dataset(cfg, weights: str, out_dir: str, splits: Sequence[str] = ("q
         source_root, records = dataset_records(cfg, splits)
         model = build_authorized_model(cfg, weights, device, fast_paths=True)
     records = evenly_spaced(first_identities(records, max_ids), limit)
-    kwargs = calibrated_kwargs(cfg, model, records, C.protector_kwargs(cfg), device)
-    protector = build_protector(cfg.pixelfade.protector, model, **kwargs)
-    identity = protection_identity(protector, model, weights, cfg.data.height, cfg.data.width,
-                                   name)
-    shard = distributed.shard(records, context)
-    logger.info("protecting %d of %d images of %s with %r", len(shard), len(records), name,
-                protector)
     with distributed.process_group(context, device):
+        kwargs, calibration = calibrated_kwargs(cfg, model, records, out_dir, device)
+        protector = build_protector(cfg.pixelfade.protector, model, **kwargs)
+        identity = protection_identity(protector, model, weights, cfg.data.height,
+                                       cfg.data.width, name, eps_calibration=calibration)
+        shard = distributed.shard(records, context)
+        logger.info("protecting %d of %d images of %s with %r", len(shard), len(records),
+                    name, protector)
         folder = protect_records(protector, shard, out_dir, identity, source_root,
                                  batch_size=cfg.pixelfade.batch_size, device=device,
                                  skip_corrupt=cfg.pixelfade.skip_corrupt,
                                  progress=progress and context.rank == 0, part=context.rank,
                                  on_missed_constraint=cfg.pixelfade.on_missed_constraint)
     return ProtectedFolder.open(out_dir) if context.distributed else folder
-
-
-#: Most images the eps calibration reads (evenly spaced over the records to protect).
-CALIBRATION_IMAGES = 512
-
-
-def calibrated_kwargs(cfg, model: AuthorizedModel, records: Sequence[ImageRecord], kwargs: dict,
-                      device: str | torch.device) -> dict:
-    """``kwargs`` with ``eps`` calibrated for ``model`` when ``pixelfade.eps_flip_multiple`` is
-    set and the protector has an eps (:func:`~..protect.calibration.flip_calibrated_eps` in its
-    ``eps_mode``, over at most :data:`CALIBRATION_IMAGES` of ``records``, evenly spaced, the
-    same list in every rank); unchanged otherwise."""
-    from ..protect.calibration import flip_calibrated_eps
-
-    multiple = cfg.pixelfade.eps_flip_multiple
-    if not multiple or "eps_mode" not in kwargs or not records:
-        return kwargs
-    step = max(1.0, len(records) / CALIBRATION_IMAGES)
-    chosen = [records[int(i * step)] for i in range(min(CALIBRATION_IMAGES, len(records)))]
-    images = _readable_images([r.path for r in chosen], cfg.data.height, cfg.data.width,
-                              cfg.pixelfade.skip_corrupt)
-    eps = flip_calibrated_eps(model, images.to(device), multiple,
-                              reduction=kwargs.get("loss_reduction", "mean"),
-                              eps_mode=kwargs["eps_mode"])
-    logger.info("eps calibrated on %d images: %g x the median flip distance -> eps %g (%s)",
-                len(images), multiple, eps, kwargs["eps_mode"])
-    return {**kwargs, "eps": eps}
-
-
-def _readable_images(paths: Sequence[str], height: int, width: int,
-                     skip_corrupt: bool) -> torch.Tensor:
-    """``(N, 3, H, W)`` of ``paths``; unreadable ones are left out with ``skip_corrupt``
-    (protection lists them), else their :class:`ImageReadError` is raised."""
-    from ..io import ImageReadError, load_image_tensor
-
-    images = []
-    for path in paths:
-        try:
-            images.append(load_image_tensor(path, height, width))
-        except ImageReadError:
-            if not skip_corrupt:
-                raise
-    return torch.stack(images) if images else torch.zeros(0, 3, height, width)
 
 
 def evaluate_folder(cfg, weights: str, protected: str, json_path: str | None = None,
@@ -245,6 +203,11 @@ def run(cfg, device: str | torch.device = "cpu"):
         from .text_image import run_t2i
 
         return run_t2i(cfg, device)
+    per_image = any(name.lower() == "pixelfade" for name in cfg.data.transforms)
+    if cfg.pixelfade.eps_flip_multiple and (cfg.pixelfade.enabled or per_image):
+        raise ValueError("pixelfade.eps_flip_multiple is applied by `protect` only; the "
+                         "evaluation hook and the transform use pixelfade.eps as configured "
+                         "(set the eps `protect` logged, or protect, then evaluate)")
     from .._torchreid import tr
     from ..data.protected import register_datasets
     from ..engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
@@ -269,10 +232,6 @@ def run(cfg, device: str | torch.device = "cpu"):
         load_weights(engine.model, cfg.model.load_weights)
     if cfg.model.resume:
         run_kwargs["start_epoch"] = resume_training(engine, cfg.model.resume)
-    if cfg.pixelfade.eps_flip_multiple and (per_image or cfg.pixelfade.enabled):
-        raise ValueError("pixelfade.eps_flip_multiple is applied by `protect` only; the "
-                         "evaluation hook and the transform use pixelfade.eps as configured "
-                         "(set the value `protect` logged, or protect, then evaluate)")
     if per_image:
         install_transform(datamanager, PixelFadeTransform(
             engine.model, cfg.pixelfade.protector, **C.protector_kwargs(cfg)))

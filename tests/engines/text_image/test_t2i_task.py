@@ -32,7 +32,8 @@ from torchreid_pixelfade.engines.text_image.task import (
 )
 from torchreid_pixelfade.engines.text_image.tokenizers import WordTokenizer
 from torchreid_pixelfade.evaluation import EvaluationResult
-from torchreid_pixelfade.evaluation.sides import calibrate_relative_eps, path_features
+from torchreid_pixelfade.evaluation.sides import path_features
+from torchreid_pixelfade.protect.calibration import flip_calibrated_eps
 from torchreid_pixelfade.io import load_images
 from torchreid_pixelfade.models import AuthorizedModel
 from torchreid_pixelfade.protect import build_protector
@@ -266,8 +267,7 @@ def test_pixelfade_gallery_is_read_back_from_its_pngs(encoders, tokenizer, data,
                                                       identity_folder, tmp_path):
     image_model, text = encoders
     records = gallery_records(data.test)
-    eps = calibrate_relative_eps(image_model, load_images([r.path for r in records], HEIGHT,
-                                                          WIDTH))
+    eps = flip_calibrated_eps(image_model, load_images([r.path for r in records], HEIGHT, WIDTH))
     folder = protect(image_model, data, tmp_path / "pf", "pixelfade", steps=4, warmup_steps=1,
                      no_replace_last=1, num_masks=2, eps=eps, eps_mode="relative", seed=0)
     assert all(e.constraint_met is not None and e.distance is not None

@@ -24,7 +24,6 @@ from torchreid_pixelfade.engines.visible_infrared.datasets import (
 from torchreid_pixelfade.engines.visible_infrared.model import build_vi_model
 from torchreid_pixelfade.engines.visible_infrared.task import (
     VIEvaluationResult,
-    calibrate_relative_eps,
     combine_trials,
     evaluate_vi,
     infrared_identity,
@@ -37,6 +36,7 @@ from torchreid_pixelfade.engines.visible_infrared.task import (
 from torchreid_pixelfade.evaluation import EvaluationResult
 from torchreid_pixelfade.io import load_images
 from torchreid_pixelfade.protect import build_protector
+from torchreid_pixelfade.protect.calibration import flip_calibrated_eps
 from torchreid_pixelfade.store import ProtectedFolder
 
 HEIGHT, WIDTH = 64, 32
@@ -146,7 +146,7 @@ def test_identity_protection_gives_o2p_equal_to_o2o(models, sysu, identity_folde
 def test_pixelfade_runs_and_records_the_constraint(models, sysu, tmp_path):
     infrared = models[1]
     images = load_images([r.path for r in infrared_test_records(sysu)], HEIGHT, WIDTH)
-    eps = calibrate_relative_eps(infrared, images)
+    eps = flip_calibrated_eps(infrared, images)
     assert eps > 0
     folder = protect(models, sysu, tmp_path / "pf", "pixelfade", steps=4, warmup_steps=1,
                      no_replace_last=1, num_masks=2, eps=eps, eps_mode="relative", seed=0)

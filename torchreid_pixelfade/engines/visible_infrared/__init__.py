@@ -42,7 +42,6 @@ __all__ = [
 # Protection and evaluation of the VI scenario (task.py itself never imports torchreid).
 from .task import (
     VIEvaluationResult,
-    calibrate_relative_eps,
     combine_trials,
     evaluate_original,
     evaluate_vi,
@@ -56,7 +55,6 @@ from .task import (
 
 __all__ += [
     "VIEvaluationResult",
-    "calibrate_relative_eps",
     "combine_trials",
     "evaluate_original",
     "evaluate_vi",

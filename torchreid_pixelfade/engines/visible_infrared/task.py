@@ -41,7 +41,6 @@ from ...evaluation import O2O, O2P, P2O, EvaluationResult, Setting
 from ...evaluation.results import COLUMNS
 from ...evaluation.sides import (
     Side,
-    calibrate_relative_eps,
     original_side,
     path_features,
     privacy_means,
@@ -206,9 +205,8 @@ def protect_infrared(protector, records: Sequence[VIRecord], out_dir: str,
 
 #: Features and labels of one modality's test images: the RGB side holds form ``"original"``,
 #: the IR side also ``"protected"`` and per-image privacy (camids are physical cameras). The
-#: class and the side builders ``path_features``, ``original_side``, ``protected_side`` (and
-#: ``calibrate_relative_eps``) are the shared ones of ``torchreid_pixelfade.evaluation.sides``,
-#: re-exported here.
+#: class and the side builders ``path_features``, ``original_side``, ``protected_side`` are the
+#: shared ones of ``torchreid_pixelfade.evaluation.sides``, re-exported here.
 ModalitySide = Side
 
 
@@ -475,7 +473,6 @@ __all__ = [
     "VI_SETTINGS",
     "ModalitySide",
     "VIEvaluationResult",
-    "calibrate_relative_eps",
     "combine_trials",
     "dataset_kind",
     "evaluate_original",
