@@ -144,3 +144,18 @@ def test_run_refuses_calibration_where_it_is_not_applied(tiny_market, opts):
     cfg = tiny_config(tiny_market, "pixelfade.eps_flip_multiple", 1.0, *opts)
     with pytest.raises(ValueError, match="eps_flip_multiple is applied by `protect` only"):
         run(cfg, "cpu")
+
+
+def test_a_loose_calibrated_bound_is_warned_about(tiny_market, two_weights, tmp_path, caplog,
+                                                   monkeypatch):
+    from torchreid_pixelfade.workflows import calibration
+
+    cfg = tiny_config(tiny_market, "pixelfade.protector", "pixelfade", "pixelfade.steps", 1,
+                      "pixelfade.eps_flip_multiple", 0.5)
+    for ratio, warned in ((0.6, True), (0.4, False)):  # x 0.5: above / below 0.25
+        monkeypatch.setattr(calibration, "flip_to_pair_ratio", lambda *a, **k: ratio)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="torchreid_pixelfade.workflows.calibration"):
+            protect_dataset(cfg, two_weights[0], str(tmp_path / str(ratio)), limit=1)
+        assert ("the bound is 0.30 of the median distance" in caplog.text) is warned
+        assert ("the bound is" in caplog.text) is warned

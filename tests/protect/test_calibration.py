@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from torchreid_pixelfade.protect.calibration import (flip_calibrated_eps, flip_distances,
-                                                     round_significant)
+                                                     flip_to_pair_ratio, round_significant)
 
 
 def flip_ratios(model, images, **kwargs):
@@ -53,7 +53,7 @@ def test_calibration_does_not_depend_on_the_batching(trained_model, images):
     one = flip_calibrated_eps(trained_model, images, batch_size=1)
     many = flip_calibrated_eps(trained_model, images, batch_size=len(images))
     assert one == many > 0
-    assert one == round_significant(float(flip_ratios(trained_model, images).median()))
+    assert one == round_significant(float(flip_ratios(trained_model, images).quantile(0.5)))
 
 
 def test_images_with_a_zero_feature_are_left_out():
@@ -78,3 +78,14 @@ def test_bad_calibration_inputs_are_named(images, multiple, message):
         flip_calibrated_eps(first_row, images, multiple)
     with pytest.raises(ValueError, match="eps_mode"):
         flip_calibrated_eps(first_row, two_pixel_images((0.6, 0.2)), eps_mode="ratio")
+
+
+def test_flip_to_pair_ratio_by_hand():
+    # flips (1,0)->(0,1): MSE 1; (0.6,0.2): 0.16; (0.3,0.5): 0.04 -> median 0.16. Pairs:
+    # (1,0)-(0.6,0.2): (0.16+0.04)/2 = 0.1; (1,0)-(0.3,0.5): (0.49+0.25)/2 = 0.37;
+    # (0.6,0.2)-(0.3,0.5): (0.09+0.09)/2 = 0.09 -> median 0.1
+    images = two_pixel_images((1.0, 0.0), (0.6, 0.2), (0.3, 0.5))
+    assert flip_to_pair_ratio(first_row, images) == pytest.approx(1.6)
+    assert flip_to_pair_ratio(first_row, images, batch_size=1) == pytest.approx(1.6)
+    with pytest.raises(ValueError, match="at least 2"):
+        flip_to_pair_ratio(first_row, images[:1])

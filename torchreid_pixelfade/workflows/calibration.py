@@ -17,7 +17,7 @@ import torch
 from .. import config as C
 from .. import distributed
 from ..models import AuthorizedModel
-from ..protect.calibration import flip_calibrated_eps
+from ..protect.calibration import LOOSE_FLIP_TO_PAIR, flip_calibrated_eps, flip_to_pair_ratio
 from ..store import ImageRecord, ProtectedFolder, load_batch
 
 logger = logging.getLogger(__name__)
@@ -69,12 +69,21 @@ def _measure(model: AuthorizedModel, chosen: Sequence[ImageRecord], kwargs: dict
     if not tensors:
         raise ValueError(f"eps calibration: none of the {len(chosen)} images sampled could be "
                          f"read ({len(skipped)} skipped as unreadable)")
-    eps = flip_calibrated_eps(model, torch.stack(tensors).to(device),
-                              cfg.pixelfade.eps_flip_multiple,
-                              reduction=kwargs.get("loss_reduction", "mean"),
-                              eps_mode=kwargs["eps_mode"])
+    images, reduction = torch.stack(tensors).to(device), kwargs.get("loss_reduction", "mean")
+    eps = flip_calibrated_eps(model, images, cfg.pixelfade.eps_flip_multiple,
+                              reduction=reduction, eps_mode=kwargs["eps_mode"])
     logger.info("eps calibrated on %d images: %g x the median flip distance -> eps %g (%s)",
                 len(tensors), cfg.pixelfade.eps_flip_multiple, eps, kwargs["eps_mode"])
+    if len(images) > 1:
+        ratio = flip_to_pair_ratio(model, images, reduction=reduction)
+        if ratio * cfg.pixelfade.eps_flip_multiple > LOOSE_FLIP_TO_PAIR:
+            logger.warning(
+                "eps calibration: the bound is %.2f of the median distance between two different "
+                "images (above %.2f): the model's feature moves under a mirror image almost as "
+                "between people, so a protected image may lose its ranking; a better-trained "
+                "model, a smaller pixelfade.eps_flip_multiple, or a given eps "
+                "(pixelfade.eps_flip_multiple 0) are the ways out", ratio *
+                cfg.pixelfade.eps_flip_multiple, LOOSE_FLIP_TO_PAIR)
     return eps
 
 
