@@ -133,3 +133,12 @@ def test_auto_starts_large_on_cuda_only():
     assert writer_module._BatchFit("auto", "cuda:1").size == writer_module.AUTO_BATCH_CUDA
     assert writer_module._BatchFit("auto", "cpu").size == writer_module.AUTO_BATCH_OTHER
     assert writer_module._BatchFit(7, "cuda").size == 7
+
+
+def test_a_file_with_an_error_leaves_the_config_as_it_was(tmp_path):
+    cfg = C.get_default_config()
+    path = tmp_path / "c.yaml"
+    path.write_text("pixelfade:\n  batch_size: auto\n  no_such_key: 1\n")
+    with pytest.raises(KeyError, match="no_such_key"):
+        C.merge_file(cfg, str(path))
+    assert cfg.pixelfade.batch_size == 32

@@ -104,17 +104,22 @@ def merge_opts(cfg: CN, opts: Sequence[Any]) -> None:
         node[leaf] = _checked(node[leaf], value, key)
 
 
-def _coerce_tree(default: CN, loaded: CN, prefix: str = "") -> None:
+def _coerce_tree(default: CN, loaded: CN, prefix: str = "") -> list[tuple[CN, str, Any]]:
+    """Coerces ``loaded`` against ``default`` in place; returns the :data:`AUTO_KEYS` values
+    taken out of it as ``(node, leaf, value)``, to be set after yacs' own merge (which refuses
+    a str for an int)."""
+    autos = []
     for key, value in list(loaded.items()):
         name = prefix + key
         if key not in default:
             raise KeyError(f"Unknown config key: {name}")
         if isinstance(value, CN):
-            _coerce_tree(default[key], value, name + ".")
-        elif name in AUTO_KEYS:  # set here: yacs' own merge refuses a str for an int
-            default[key] = _checked(default[key], loaded.pop(key), name)
+            autos += _coerce_tree(default[key], value, name + ".")
+        elif name in AUTO_KEYS:
+            autos.append((default, key, _checked(default[key], loaded.pop(key), name)))
         else:
             loaded[key] = _coerce(default[key], value)
+    return autos
 
 
 def merge_file(cfg: CN, path: str) -> None:
@@ -130,8 +135,10 @@ def merge_file(cfg: CN, path: str) -> None:
         raise FileNotFoundError(f"{path}: config file not found")
     with open(path) as handle:
         loaded = cfg.load_cfg(handle)
-    _coerce_tree(cfg, loaded)
+    autos = _coerce_tree(cfg, loaded)
     cfg.merge_from_other_cfg(loaded)
+    for node, leaf, value in autos:
+        node[leaf] = value
 
 
 def add_torchreid_arguments(parser: argparse.ArgumentParser) -> None:
