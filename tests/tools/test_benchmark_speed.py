@@ -1,20 +1,15 @@
 """tools/benchmark_speed.py in process on a tiny setting: the plain keys, the official loop's
 floor and each fast path's speed-up and quality."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark_speed.py")
+from test_tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("benchmark_speed", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark_speed")
 
 
 def test_reports_fast_paths_with_speed_and_quality(tool, tmp_path):

@@ -1,7 +1,6 @@
 """tools/cuhk03_proxies.py: SYSU-MM01, RegDB and CUHK-PEDES proxies of a Market-1501 tree, read
 back with the engines' own readers."""
 import hashlib
-import importlib.util
 import io
 import logging
 import pathlib
@@ -13,8 +12,8 @@ from PIL import Image
 from torchreid_pixelfade.data.synthetic.captions import COLOUR_NAMES
 from torchreid_pixelfade.engines.text_image.datasets import read_cuhk_pedes
 from torchreid_pixelfade.engines.visible_infrared.datasets import read_regdb, read_sysu_mm01
+from test_tools import load_tool
 
-TOOL = pathlib.Path(__file__).resolve().parents[2] / "tools" / "cuhk03_proxies.py"
 # pid -> (upper colour, lower colour) of the fake crops, named as colour_name names them
 COLOURS = {"red": (210, 30, 30), "blue": (30, 50, 200), "green": (30, 170, 40),
            "yellow": (230, 210, 30)}
@@ -26,10 +25,7 @@ TEST = {2: (3, 3), 7: (3, 2)}  # one per camera in query, the rest in bounding_b
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("cuhk03_proxies", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("cuhk03_proxies")
 
 
 def _crop(pid: int, cam: int, k: int) -> bytes:
