@@ -153,7 +153,7 @@ def test_a_loose_calibrated_bound_is_warned_about(tiny_market, two_weights, tmp_
     cfg = tiny_config(tiny_market, "pixelfade.protector", "pixelfade", "pixelfade.steps", 1,
                       "pixelfade.eps_flip_multiple", 0.5)
     for ratio, warned in ((0.6, True), (0.4, False)):  # x 0.5: above / below 0.25
-        monkeypatch.setattr(calibration, "flip_to_pair_ratio", lambda *a, **k: ratio)
+        monkeypatch.setattr(calibration, "flip_to_pair", lambda *a, **k: ratio)
         caplog.clear()
         with caplog.at_level("WARNING", logger="torchreid_pixelfade.workflows.calibration"):
             protect_dataset(cfg, two_weights[0], str(tmp_path / str(ratio)), limit=1)

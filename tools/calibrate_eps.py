@@ -23,8 +23,7 @@ import torch
 from torchreid_pixelfade import config as C
 from torchreid_pixelfade.io import atomic_write_json, load_images
 from torchreid_pixelfade.workflows import build_authorized_model, dataset_records, default_device
-from torchreid_pixelfade.evaluation import extract_features
-from torchreid_pixelfade.protect.calibration import flip_distances
+from torchreid_pixelfade.protect.calibration import flip_distances_of, mirrored_features
 
 
 def pair_medians(features: torch.Tensor, pids: np.ndarray) -> dict:
@@ -49,15 +48,14 @@ def main(argv=None) -> int:
     _, records = dataset_records(cfg, ("query",))
     images = load_images([r.path for r in records], cfg.data.height, cfg.data.width)
     model = build_authorized_model(cfg, args.weights, args.device)
-    features = extract_features(model, images, device=args.device)
-    on_device = images.to(args.device)
+    features, mirrored = mirrored_features(model, images.to(args.device))  # one pass
     report = {"model": cfg.model.name, "weights": args.weights, "dataset": cfg.data.targets[0],
               "height": cfg.data.height, "width": cfg.data.width, "num_images": len(records),
               "feature_dim": features.shape[1],
               "feature_mean_square": float(features.pow(2).mean()),
-              "flip_median": float(flip_distances(model, on_device).quantile(0.5)),
-              "flip_ratio_median": float(flip_distances(model, on_device,
-                                                        relative=True).quantile(0.5)),
+              "flip_median": float(flip_distances_of(features, mirrored).quantile(0.5)),
+              "flip_ratio_median": float(flip_distances_of(features, mirrored,
+                                                           relative=True).quantile(0.5)),
               **pair_medians(features, np.array([r.pid for r in records]))}
     atomic_write_json(args.json, report)
     logging.info(json.dumps(report, indent=2))

@@ -40,37 +40,46 @@ SIGNIFICANT_DIGITS = 2
 
 
 @torch.no_grad()
-def flip_distances(model, images: torch.Tensor, batch_size: int = 128, reduction: str = "mean",
-                   relative: bool = False) -> torch.Tensor:
-    """Per image, the feature distance to its mirror image (horizontal flip).
+def mirrored_features(model, images: torch.Tensor, batch_size: int = 128
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features of ``images`` and of their mirror images (horizontal flip): the one pass
+    every measurement below is computed from.
 
     Args:
         model: the authorised model, pixels in [0, 1] -> raw features ``(B, D)``.
         images: ``(N, 3, H, W)`` in [0, 1], on the model's device.
         batch_size: images per forward pass.
-        reduction: PixelFade's ``loss_reduction`` (``'mean'`` or ``'sum'``).
-        relative: divide by the feature's own scale ``d(f(x), 0)`` (PixelFade's
-            ``eps_mode='relative'``).
 
     Returns:
-        ``(N,)`` float on the CPU: ``d(f(x), f(flip(x)))``, or over ``d(f(x), 0)`` when
-        ``relative`` (NaN where the feature is zero).
+        ``(features, mirrored)``, each ``(N, D)`` float32 on the CPU.
     """
-    distances = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        features, mirrored = model(batch), model(batch.flip(-1))
-        distance = feature_distance(mirrored, features, reduction)
-        if relative:
-            distance = distance / feature_distance(features, torch.zeros_like(features),
-                                                   reduction)
-        distances.append(distance)
-    return torch.cat(distances).float().cpu() if distances else torch.zeros(0)
+    pairs = [(model(batch).float().cpu(), model(batch.flip(-1)).float().cpu())
+             for batch in images.split(batch_size)]
+    if not pairs:
+        return torch.zeros(0, 0), torch.zeros(0, 0)
+    return torch.cat([f for f, _ in pairs]), torch.cat([m for _, m in pairs])
 
 
-@torch.no_grad()
-def flip_to_pair_ratio(model, images: torch.Tensor, batch_size: int = 128,
-                       reduction: str = "mean") -> float:
+def flip_distances_of(features: torch.Tensor, mirrored: torch.Tensor, reduction: str = "mean",
+                      relative: bool = False) -> torch.Tensor:
+    """Per image, ``d(f(x), f(flip(x)))`` ``(N,)``, or over ``d(f(x), 0)`` when ``relative``
+    (PixelFade's ``eps_mode='relative'``; NaN where the feature is zero), from
+    :func:`mirrored_features`; ``reduction`` is PixelFade's ``loss_reduction``."""
+    distance = feature_distance(mirrored, features, reduction)
+    if relative:
+        distance = distance / feature_distance(features, torch.zeros_like(features), reduction)
+    return distance
+
+
+def flip_distances(model, images: torch.Tensor, batch_size: int = 128, reduction: str = "mean",
+                   relative: bool = False) -> torch.Tensor:
+    """:func:`flip_distances_of` ``model``'s features of ``images`` (see
+    :func:`mirrored_features`)."""
+    return flip_distances_of(*mirrored_features(model, images, batch_size), reduction, relative)
+
+
+def flip_to_pair(features: torch.Tensor, mirrored: torch.Tensor,
+                 reduction: str = "mean") -> float:
     """The median flip distance over the median distance between two different images.
 
     A label-free check of a flip-calibrated bound: near 0, the mirror image is much closer to
@@ -78,22 +87,27 @@ def flip_to_pair_ratio(model, images: torch.Tensor, batch_size: int = 128,
     the image (and so, mostly, the person) does.
 
     Args:
-        model, images, batch_size, reduction: as :func:`flip_distances` (``images``: at least 2).
+        features, mirrored: ``(N, D)`` from :func:`mirrored_features` (N >= 2).
+        reduction: PixelFade's ``loss_reduction``.
 
     Returns:
         The ratio (``inf`` when every pair of images has equal features).
     """
-    if len(images) < 2:
+    if len(features) < 2:
         raise ValueError("the flip-to-pair ratio needs at least 2 images")
-    features = torch.cat([model(images[i:i + batch_size]).float()
-                          for i in range(0, len(images), batch_size)])
     pairs = torch.cdist(features, features).pow(2)
     if reduction == "mean":
         pairs = pairs / features.shape[1]
-    upper = torch.triu_indices(len(features), len(features), 1, device=features.device)
+    upper = torch.triu_indices(len(features), len(features), 1)
     pair = float(pairs[upper[0], upper[1]].quantile(0.5))
-    flip = float(flip_distances(model, images, batch_size, reduction).quantile(0.5))
+    flip = float(flip_distances_of(features, mirrored, reduction).quantile(0.5))
     return flip / pair if pair > 0 else float("inf")
+
+
+def flip_to_pair_ratio(model, images: torch.Tensor, batch_size: int = 128,
+                       reduction: str = "mean") -> float:
+    """:func:`flip_to_pair` of ``model``'s features of ``images``."""
+    return flip_to_pair(*mirrored_features(model, images, batch_size), reduction)
 
 
 def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
@@ -103,16 +117,15 @@ def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
-                        batch_size: int = 128, reduction: str = "mean",
-                        eps_mode: str = "relative") -> float:
-    """PixelFade's eps for ``model``: ``multiple`` x the median of :func:`flip_distances` over
-    ``images`` (relative ones for ``eps_mode='relative'``), to :data:`SIGNIFICANT_DIGITS`
-    significant digits.
+def calibrated_eps(features: torch.Tensor, mirrored: torch.Tensor, multiple: float = 1.0,
+                   reduction: str = "mean", eps_mode: str = "relative") -> float:
+    """PixelFade's eps: ``multiple`` x the median flip distance (relative ones for
+    ``eps_mode='relative'``), to :data:`SIGNIFICANT_DIGITS` significant digits.
 
     Args:
-        model, images, batch_size, reduction: as :func:`flip_distances`.
+        features, mirrored: ``(N, D)`` from :func:`mirrored_features`.
         multiple: the bound in units of the median flip distance (> 0).
+        reduction: PixelFade's ``loss_reduction``.
         eps_mode: PixelFade's ``eps_mode`` the value is for, ``'absolute'`` or ``'relative'``.
 
     Returns:
@@ -126,9 +139,9 @@ def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
         raise ValueError(f"the flip multiple must be > 0, got {multiple}")
     if eps_mode not in ("absolute", "relative"):
         raise ValueError(f"eps_mode must be 'absolute' or 'relative', got {eps_mode!r}")
-    if not len(images):
+    if not len(features):
         raise ValueError("eps calibration needs at least one image")
-    distances = flip_distances(model, images, batch_size, reduction, eps_mode == "relative")
+    distances = flip_distances_of(features, mirrored, reduction, eps_mode == "relative")
     distances = distances[torch.isfinite(distances)]
     if not len(distances):
         raise ValueError("eps calibration: every image has a zero feature; the model's "
@@ -138,3 +151,14 @@ def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
         raise ValueError("eps calibration: the median flip distance is 0 (the model's feature "
                          "ignores mirroring), so it cannot set the bound; give eps instead")
     return round_significant(multiple * median)
+
+
+def flip_calibrated_eps(model, images: torch.Tensor, multiple: float = 1.0,
+                        batch_size: int = 128, reduction: str = "mean",
+                        eps_mode: str = "relative") -> float:
+    """:func:`calibrated_eps` of ``model``'s features of ``images`` (see
+    :func:`mirrored_features`)."""
+    if not multiple > 0:  # before any forward pass
+        raise ValueError(f"the flip multiple must be > 0, got {multiple}")
+    return calibrated_eps(*mirrored_features(model, images, batch_size), multiple, reduction,
+                          eps_mode)

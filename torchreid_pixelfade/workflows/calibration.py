@@ -17,7 +17,8 @@ import torch
 from .. import config as C
 from .. import distributed
 from ..models import AuthorizedModel
-from ..protect.calibration import LOOSE_FLIP_TO_PAIR, flip_calibrated_eps, flip_to_pair_ratio
+from ..protect.calibration import (LOOSE_FLIP_TO_PAIR, calibrated_eps, flip_to_pair,
+                                   mirrored_features)
 from ..store import ImageRecord, ProtectedFolder, load_batch
 
 logger = logging.getLogger(__name__)
@@ -63,27 +64,26 @@ def calibrated_kwargs(cfg, model: AuthorizedModel, records: Sequence[ImageRecord
 
 def _measure(model: AuthorizedModel, chosen: Sequence[ImageRecord], kwargs: dict, cfg,
              device: str | torch.device) -> float:
-    """:func:`flip_calibrated_eps` on the readable ``chosen`` images (logged)."""
+    """The calibrated eps of the readable ``chosen`` images (logged; a warning when the bound
+    is loose, see :data:`LOOSE_FLIP_TO_PAIR`), from one pass of :func:`mirrored_features`."""
     _, tensors, skipped = load_batch(chosen, cfg.data.height, cfg.data.width,
                                      cfg.pixelfade.skip_corrupt)
     if not tensors:
         raise ValueError(f"eps calibration: none of the {len(chosen)} images sampled could be "
                          f"read ({len(skipped)} skipped as unreadable)")
-    images, reduction = torch.stack(tensors).to(device), kwargs.get("loss_reduction", "mean")
-    eps = flip_calibrated_eps(model, images, cfg.pixelfade.eps_flip_multiple,
-                              reduction=reduction, eps_mode=kwargs["eps_mode"])
+    reduction, multiple = kwargs.get("loss_reduction", "mean"), cfg.pixelfade.eps_flip_multiple
+    features, mirrored = mirrored_features(model, torch.stack(tensors).to(device))
+    eps = calibrated_eps(features, mirrored, multiple, reduction, kwargs["eps_mode"])
     logger.info("eps calibrated on %d images: %g x the median flip distance -> eps %g (%s)",
-                len(tensors), cfg.pixelfade.eps_flip_multiple, eps, kwargs["eps_mode"])
-    if len(images) > 1:
-        ratio = flip_to_pair_ratio(model, images, reduction=reduction)
-        if ratio * cfg.pixelfade.eps_flip_multiple > LOOSE_FLIP_TO_PAIR:
-            logger.warning(
-                "eps calibration: the bound is %.2f of the median distance between two different "
-                "images (above %.2f): the model's feature moves under a mirror image almost as "
-                "between people, so a protected image may lose its ranking; a better-trained "
-                "model, a smaller pixelfade.eps_flip_multiple, or a given eps "
-                "(pixelfade.eps_flip_multiple 0) are the ways out", ratio *
-                cfg.pixelfade.eps_flip_multiple, LOOSE_FLIP_TO_PAIR)
+                len(tensors), multiple, eps, kwargs["eps_mode"])
+    bound = flip_to_pair(features, mirrored, reduction) * multiple if len(features) > 1 else 0
+    if bound > LOOSE_FLIP_TO_PAIR:
+        logger.warning(
+            "eps calibration: the bound is %.2f of the median distance between two different "
+            "images (above %.2f): the model's feature moves under a mirror image almost as "
+            "between people, so a protected image may lose its ranking; a better-trained "
+            "model, a smaller pixelfade.eps_flip_multiple, or a given eps "
+            "(pixelfade.eps_flip_multiple 0) are the ways out", bound, LOOSE_FLIP_TO_PAIR)
     return eps
 
 
