@@ -20,7 +20,7 @@ import dataclasses
 
 from yacs.config import CfgNode as CN
 
-from ..models import CHANNELS_LAST, PRECISIONS
+from ..models import CHANNELS_LAST, PRECISIONS, resolve_fast_paths
 from ..protect import list_protectors, protector_params
 from ..store import check_batch_size, check_on_missed_constraint
 
@@ -151,6 +151,12 @@ def fast_path_options(cfg: CN) -> dict:
     node = cfg.pixelfade
     return {"channels_last": node.channels_last, "precision": node.precision,
             "compile": node.compile}
+
+
+def fast_path_kwargs(cfg: CN, device) -> dict:
+    """Keyword arguments of ``AuthorizedModel`` for protecting on ``device``: the fast paths
+    of ``cfg`` with ``'auto'`` resolved for it (:func:`resolve_fast_paths`)."""
+    return resolve_fast_paths(device, **fast_path_options(cfg))
 
 
 def protection_options(cfg: CN) -> dict:

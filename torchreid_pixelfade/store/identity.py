@@ -82,10 +82,11 @@ class ProtectionIdentity:
                  for k in sorted(set(mine["hparams"]) | set(theirs["hparams"]))
                  if mine["hparams"].get(k) != theirs["hparams"].get(k)]
         found += [f"{k}: {mine[k]!r} -> {theirs.get(k)!r}" for k in mine
-                  if k != "hparams" and mine[k] not in EMPTY and mine[k] != theirs.get(k)]
+                  if k not in ("hparams", "numerics") and mine[k] not in EMPTY
+                  and mine[k] != theirs.get(k)]
         if self.numerics != other.numerics:
             found.append(f"numerics: {self.numerics or 'fp32'!r} -> {other.numerics or 'fp32'!r}")
-        return list(dict.fromkeys(found))
+        return found
 
     def accepts(self, other: "ProtectionIdentity") -> bool:
         """Whether a run with identity ``other`` may write into a folder with this one.

@@ -55,10 +55,14 @@ def evenly_spaced(records: Sequence[ImageRecord], limit: int | None) -> list[Ima
         return list(records)
     chosen = []
     for split in dict.fromkeys(r.split for r in records):
-        items = [r for r in records if r.split == split]
-        step = max(1, len(items) / limit)
-        chosen += [items[int(i * step)] for i in range(min(limit, len(items)))]
+        chosen += spaced([r for r in records if r.split == split], limit)
     return chosen
+
+
+def spaced(items: Sequence, limit: int) -> list:
+    """At most ``limit`` of ``items``, evenly spaced over the whole sequence, in order."""
+    step = max(1, len(items) / limit)
+    return [items[int(i * step)] for i in range(min(limit, len(items)))]
 
 
 def first_identities(records: Sequence[ImageRecord], max_ids: int | None) -> list[ImageRecord]:

@@ -350,13 +350,12 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def _protect_batch(protector: Protector, kept: Sequence[ImageRecord],
                    tensors: Sequence[torch.Tensor], device,
-                   fit: _BatchFit | None = None) -> tuple[object, float]:
+                   fit: _BatchFit) -> tuple[object, float]:
     """Protects one loaded batch in calls of at most ``fit.size`` images; ``(result,
     seconds)`` (``(None, 0.0)`` for an empty one; the seconds include calls that ran out of
     memory)."""
     if not kept:
         return None, 0.0
-    fit = fit or _BatchFit(len(kept), device)
     began, results, start = time.perf_counter(), [], 0
     while start < len(kept):
         stop = min(start + fit.size, len(kept))
@@ -381,7 +380,7 @@ def _try_protect(protector: Protector, kept: Sequence[ImageRecord],
         # keyed draws: with a seed, an image's PNG does not depend on the batching or the run
         return protector.protect(torch.stack(list(tensors)).to(device),
                                  keys=[r.output_key for r in kept]), None
-    except (OUT_OF_MEMORY, RuntimeError) as error:
+    except RuntimeError as error:  # OUT_OF_MEMORY is one
         if not is_out_of_memory(error):
             raise
         return None, error

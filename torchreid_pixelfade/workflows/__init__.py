@@ -16,8 +16,8 @@ from .. import config as C
 from .. import distributed
 from ..data.layouts import check_dataset
 from ..io import atomic_write_bytes, atomic_write_json
-from ..config.protection import fast_path_options
-from ..models import AuthorizedModel, build_reid_model, load_weights, resolve_fast_paths
+from ..config.protection import fast_path_kwargs
+from ..models import AuthorizedModel, build_reid_model, load_weights
 from ..protect import build_protector
 from ..store import (ImageRecord, ProtectedFolder, evenly_spaced, first_identities,
                     protect_records, protection_identity, records_from_dataset)
@@ -38,7 +38,7 @@ def build_authorized_model(cfg, weights: str, device: str | torch.device,
             float32 features as evaluation does.
     """
     net = load_weights(build_reid_model(cfg.model.name, loss=cfg.loss.name), weights)
-    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
+    options = fast_path_kwargs(cfg, device) if fast_paths else {}
     return AuthorizedModel(net, cfg.data.norm_mean, cfg.data.norm_std, name=cfg.model.name,
                            **options).to(device)
 
@@ -203,11 +203,6 @@ def run(cfg, device: str | torch.device = "cpu"):
         from .text_image import run_t2i
 
         return run_t2i(cfg, device)
-    per_image = any(name.lower() == "pixelfade" for name in cfg.data.transforms)
-    if cfg.pixelfade.eps_flip_multiple and (cfg.pixelfade.enabled or per_image):
-        raise ValueError("pixelfade.eps_flip_multiple is applied by `protect` only; the "
-                         "evaluation hook and the transform use pixelfade.eps as configured "
-                         "(set the eps `protect` logged, or protect, then evaluate)")
     from .._torchreid import tr
     from ..data.protected import register_datasets
     from ..engines.image import (PixelFadeTransform, ProtectionOptions, enable_pixelfade,
@@ -222,6 +217,10 @@ def run(cfg, device: str | torch.device = "cpu"):
     use_gpu = torch.device(device).type == "cuda"
     data_kwargs = C.imagedata_kwargs(cfg, use_gpu=use_gpu)
     data_kwargs["transforms"], per_image = split_transform_names(cfg.data.transforms)
+    if cfg.pixelfade.eps_flip_multiple and (cfg.pixelfade.enabled or per_image):
+        raise ValueError("pixelfade.eps_flip_multiple is applied by `protect` only; the "
+                         "evaluation hook and the transform use pixelfade.eps as configured "
+                         "(set the eps `protect` logged, or protect, then evaluate)")
     datamanager = tr.data.ImageDataManager(**data_kwargs)
     engine = build_training(datamanager, cfg.model.name, cfg.loss.name, C.optimizer_kwargs(cfg),
                             C.lr_scheduler_kwargs(cfg), warmup_epochs=cfg.train.warmup_epochs,

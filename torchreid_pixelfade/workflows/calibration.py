@@ -20,6 +20,7 @@ from ..models import AuthorizedModel
 from ..protect.calibration import (LOOSE_FLIP_TO_PAIR, calibrated_eps, flip_to_pair,
                                    mirrored_features)
 from ..store import ImageRecord, ProtectedFolder, load_batch
+from ..store.records import spaced
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,13 @@ def calibrated_kwargs(cfg, model: AuthorizedModel, records: Sequence[ImageRecord
         logger.info("pixelfade.eps_flip_multiple: protector %r has no eps; nothing to calibrate",
                     cfg.pixelfade.protector)
         return kwargs, {}
-    chosen = evenly_spaced_total(records, CALIBRATION_IMAGES)
+    chosen = spaced(records, CALIBRATION_IMAGES)
     calibration = {"flip_multiple": float(multiple), "images": len(chosen)}
-    eps = stored_eps(out_dir, cfg.pixelfade.protector, kwargs["eps_mode"], calibration)
-    if eps is None and distributed.context_from_env().rank == 0:
-        eps = _measure(model, chosen, kwargs, cfg, device)
+    eps = None
+    if distributed.context_from_env().rank == 0:  # the other ranks receive its value
+        eps = stored_eps(out_dir, cfg.pixelfade.protector, kwargs["eps_mode"], calibration)
+        if eps is None:
+            eps = _measure(model, chosen, kwargs, cfg, device)
     return {**kwargs, "eps": distributed.from_rank_zero(eps, device)}, calibration
 
 
@@ -101,8 +104,3 @@ def stored_eps(out_dir: str, protector: str, eps_mode: str, calibration: dict) -
                 os.path.abspath(out_dir))
     return identity.hparams["eps"]
 
-
-def evenly_spaced_total(records: Sequence[ImageRecord], limit: int) -> list[ImageRecord]:
-    """At most ``limit`` of ``records``, evenly spaced over the whole list (all splits)."""
-    step = max(1.0, len(records) / limit)
-    return [records[int(i * step)] for i in range(min(limit, len(records)))]

@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 
 from .. import config as C
-from ..config.protection import fast_path_options
-from ..models import AuthorizedModel, load_weights, resolve_fast_paths
+from ..config.protection import fast_path_kwargs
+from ..models import AuthorizedModel, load_weights
 from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
                      trained_weights)
 
@@ -66,7 +66,7 @@ def t2i_models(cfg, weights: str, device: str | torch.device, fast_paths: bool =
 
     tokenizer = t2i_tokenizer(cfg)
     net = load_weights(build_model(cfg, 1, tokenizer.vocab_size), weights).to(device).eval()
-    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
+    options = fast_path_kwargs(cfg, device) if fast_paths else {}
     image = AuthorizedModel(image_encoder(net), cfg.data.norm_mean, cfg.data.norm_std,
                             name=f"{cfg.model.name}/image", **options)
     return image, text_encoder(net), tokenizer

@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 
 from .. import config as C
-from ..config.protection import fast_path_options
-from ..models import load_weights, resolve_fast_paths
+from ..config.protection import fast_path_kwargs
+from ..models import load_weights
 from .common import (check_data_root, check_or_warn, run_scenario_engine, single_dataset,
                      trained_weights)
 
@@ -68,7 +68,7 @@ def vi_models(cfg, weights: str, device: str | torch.device, fast_paths: bool = 
 
     net = load_weights(build_vi_model(cfg.model.name, num_classes=1), weights).to(device)
     feature, norm = cfg.visible_infrared.feature, (cfg.data.norm_mean, cfg.data.norm_std)
-    options = resolve_fast_paths(device, **fast_path_options(cfg)) if fast_paths else {}
+    options = fast_path_kwargs(cfg, device) if fast_paths else {}
     return (visible_model(net, *norm, feature=feature),
             infrared_model(net, *norm, feature=feature, **options))
 
