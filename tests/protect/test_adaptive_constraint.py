@@ -109,4 +109,4 @@ def test_options_are_checked_and_reach_the_config():
     with pytest.raises(ValueError, match="extra_steps >= 0"):
         PixelFadeParams(extra_steps=-1)
     node = C.get_default_config().pixelfade
-    assert node.step_control == "adaptive" and node.extra_steps == 20
+    assert node.step_control == "adaptive" and node.extra_steps == 40

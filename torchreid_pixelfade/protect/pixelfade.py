@@ -117,7 +117,7 @@ class PixelFadeParams(HyperParameters):
                                "loop, T steps of constant beta / beta_temp. "
                                "constraint_scope='batch' always runs 'fixed' (its one check "
                                "per batch cannot stop images one by one).")
-    extra_steps: int = hparam(20, "'adaptive' only: the most CO steps past T for an image "
+    extra_steps: int = hparam(40, "'adaptive' only: the most CO steps past T for an image "
                               "whose stored version still misses eps (>= 0); a batch costs "
                               "at most (T + extra_steps) / T forward and backward passes per "
                               "image of the fixed loop's.")
