@@ -4,7 +4,7 @@ import torch
 
 from torchreid_pixelfade import config as C
 from torchreid_pixelfade.protect import PixelFade, PixelFadeParams
-from torchreid_pixelfade.protect.pixelfade import PixelFadeResult, _State
+from torchreid_pixelfade.protect.pixelfade import PixelFadeResult
 
 RELATIVE = {"steps": 20, "eps": 0.05, "eps_mode": "relative", "seed": 0}
 # ten times the paper's step sizes: the fixed loop overshoots eps at every step
@@ -52,37 +52,6 @@ def test_unreachable_eps_spends_the_budget_and_returns_the_closest_state(random_
     assert not long.constraint_met.any()
     # the longer run's trajectory extends the shorter one: its closest state is no farther
     assert (long.distance <= short.distance * (1 + 1e-5)).all()
-
-
-def test_images_still_running_at_T_are_restarted_once(random_model, images, monkeypatch):
-    calls = []
-    restart = _State.restart
-
-    def spy(state, index):
-        calls.append(index.tolist())
-        restart(state, index)
-
-    monkeypatch.setattr(_State, "restart", spy)
-
-    def run(eps, extra):
-        calls.clear()
-        PixelFade(random_model, steps=10, eps=eps, seed=0, extra_steps=extra).protect(images[:4])
-        return list(calls)
-
-    assert run(0.0, 3) == [[0, 1, 2, 3]]  # eps 0 is never met: all run past T, restarted once
-    assert run(0.0, 0) == []  # no extra steps, nothing to restart for
-    assert run(float("inf"), 3) == []  # all met at the final phase's first check, before T
-
-
-def test_restart_forgets_the_step_control_of_the_given_images_only():
-    state = _State.start(torch.rand(3, 3, 4, 2), torch.ones(3, dtype=torch.bool))
-    state.scale.fill_(0.25)
-    state.momentum.fill_(2.0)
-    state.previous.fill_(0.5)
-    state.restart(torch.tensor([1]))
-    assert state.scale.tolist() == [0.25, 1.0, 0.25]
-    assert state.previous.tolist() == [0.5, float("inf"), 0.5]
-    assert (state.momentum[1] == 0).all() and (state.momentum[[0, 2]] == 2).all()
 
 
 def test_batch_scope_runs_the_fixed_loop(random_model, images):

@@ -17,8 +17,8 @@ Objective (Eq. 1): make the protected image ``x_p`` as close as possible to a fi
 each image's step is ``beta`` or ``beta_temp`` times its own scale (Rprop's rule: halved after a
 CO step that raised its distance, x1.2 up to 1 after one that lowered it), and the final phase
 without replacement stops each image as soon as its stored 8-bit version meets eps, running up
-to ``extra_steps`` past ``T`` for those that have not, restarted at ``T`` (scale 1, no
-momentum; ``docs/RESULTS.md`` sections 13 and 15). ``'fixed'`` is the paper's and official loop, unchanged.
+to ``extra_steps`` past ``T`` for those that have not (``docs/RESULTS.md``, "Constraint by
+construction"). ``'fixed'`` is the paper's and official loop, unchanged.
 
 All arithmetic happens in the model's normalised space, as in the official code, so ``eta`` is
 N(0, 1) there (N(mean_c, std_c^2) in pixels) and ``beta`` = 0.01 keeps its meaning. Every switch
@@ -111,9 +111,8 @@ class PixelFadeParams(HyperParameters):
                                "that lowered it (steps that replaced are not judged); from "
                                "step T - no_replace_last on, an image stops as soon as its "
                                "stored version meets eps (measured on the 8-bit image with "
-                               "quantize), one that has not by T is restarted (scale "
-                               "1, no momentum) and continues up to extra_steps more, "
-                               "and one that never does returns its "
+                               "quantize), one that has not by T continues up to "
+                               "extra_steps more, and one that never does returns its "
                                "closest measured state. 'fixed': the paper's and official "
                                "loop, T steps of constant beta / beta_temp. "
                                "constraint_scope='batch' always runs 'fixed' (its one check "
@@ -197,13 +196,6 @@ class _State:
                    just_replaced=torch.zeros(batch, dtype=torch.bool, device=device),
                    scale=torch.ones(batch, dtype=z0.dtype, device=device),
                    previous=torch.full((batch,), float("inf"), dtype=z0.dtype, device=device))
-
-    def restart(self, index: torch.Tensor) -> None:
-        """Forgets the step control of images ``index``: scale 1, no momentum, no previous
-        objective (their next step is not judged)."""
-        self.scale[index] = 1.0
-        self.momentum[index] = 0.0
-        self.previous[index] = float("inf")
 
 
 @register_protector("pixelfade")
@@ -449,11 +441,8 @@ class PixelFade(Protector):
         Its first step replaces where the official rule still does (the constraint held at
         the step before); then, each step, the images still running are measured (on the
         8-bit image with ``quantize``): those within their limit stop there, as they are, the
-        others take a CO step. Images still running at step T are restarted
-        (:meth:`_State.restart`): their step scale, shrunk by overshoots near the bound, and
-        their momentum no longer hold them in place for the extra steps. An image that never
-        meets its limit gets its closest measured state. Only the running images are
-        computed, so the cost follows them.
+        others take a CO step. An image that never meets its limit gets its closest measured
+        state. Only the running images are computed, so the cost follows them.
         """
         p = self.params
         first = self._final_phase_start()
@@ -463,12 +452,10 @@ class PixelFade(Protector):
         used = torch.zeros_like(state.pro_count)
         running = torch.ones_like(state.satisfied)
         closest = _Closest.start(state.z)
-        for step in range(first, p.steps + p.extra_steps):
+        for _ in range(first, p.steps + p.extra_steps):
             index = running.nonzero().squeeze(1)
             if not len(index):
                 break
-            if step == p.steps:
-                state.restart(index)
             used[index] += 1
             met = self._settle_step(state, index, reference[index], limits[index], bounds,
                                     target[index], closest)
