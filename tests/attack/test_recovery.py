@@ -1,5 +1,5 @@
-"""Recovery attack: U-Net shapes, learning a toy inverse, metrics, run_attack and the CLI, and
-training on pairs streamed from a protected folder."""
+"""Recovery attack: U-Net shapes, learning a toy inverse, metrics, run_attack and the CLI,
+training on pairs streamed from a protected folder, and victims attacked and scored in chunks."""
 import json
 import os
 import shutil
@@ -12,12 +12,13 @@ from PIL import Image
 
 from torch.utils.data import TensorDataset
 
-from torchreid_pixelfade.attack import (EpochOrder, PairDataset, UNet, attacker_prior, load_pairs,
-                                        matching_scores, max_depth, pairs_from_protected,
-                                        recover, recovery_metrics, run_attack, train_recovery,
-                                        train_recovery_on_pairs)
+from torchreid_pixelfade.attack import (EpochOrder, PairDataset, UNet, attacker_prior,
+                                        load_attacker, load_pairs, matching_scores, max_depth,
+                                        pairs_from_protected, recover, recovery_metrics,
+                                        run_attack, train_recovery, train_recovery_on_pairs)
+from torchreid_pixelfade.attack.recovery import _grid_index
 from torchreid_pixelfade.cli import main
-from torchreid_pixelfade.io import ImageReadError
+from torchreid_pixelfade.io import ImageReadError, write_image_grid, write_png
 from torchreid_pixelfade.protect import Blur, Mosaic
 from torchreid_pixelfade.store import ImageRecord, ProtectionIdentity, protect_records
 
@@ -279,23 +280,6 @@ def test_streamed_training_equals_in_memory_training(folders, num_workers):
         assert torch.equal(a, b), name
 
 
-def test_run_attack_streams_the_attacker_pairs(folders, tmp_path, monkeypatch):
-    """Only the victims are loaded into memory; the attacker's pairs are read per batch."""
-    from torchreid_pixelfade.attack import recovery
-    attacker, victim = folders
-    loaded = []
-    original_load_pairs = recovery.load_pairs
-
-    def recording_load_pairs(folder, *args, **kwargs):
-        loaded.append(folder)
-        return original_load_pairs(folder, *args, **kwargs)
-
-    monkeypatch.setattr(recovery, "load_pairs", recording_load_pairs)
-    result = run_attack(attacker, victim, str(tmp_path), progress=False, **TINY)
-    assert loaded == [victim]
-    assert result["num_train_pairs"] == len(PairDataset.from_folder(attacker))
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_matches_the_device_argument(folders):
     attacker, _ = folders
@@ -304,3 +288,116 @@ def test_training_on_cuda_matches_the_device_argument(folders):
     assert all(p.device.type == "cuda" for p in net.parameters())
     protected, _ = load_pairs(attacker)
     assert recover(net, protected[:2]).device.type == "cpu"
+
+
+# ----------------------------------------------------------------------------- streamed victims
+
+CROWD = 45  # victims: two full chunks of 20 and a last one of 5
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory):
+    """A victim folder of 45 smooth random 64x32 images protected by a blur: more victims than
+    the small chunks of the streaming tests."""
+    base = tmp_path_factory.mktemp("crowd")
+    root = base / "dataset"
+    root.mkdir()
+    records = []
+    for index, image in enumerate(smooth_images(CROWD, 64, 32, seed=5)):
+        name = f"{index:04d}_c1s1_{index:06d}_00.png"
+        write_png(str(root / name), image)
+        records.append(ImageRecord(str(root / name), name, index, 0, "gallery"))
+    return protect_folder(Blur(sigma=1.5), records, str(root), base / "victim")
+
+
+def in_memory_scores(attacker, victim, out_dir):
+    """What run_attack computed before streaming: every victim loaded, recovered and scored at
+    once by recovery_metrics; and the grid rows."""
+    net = load_attacker(out_dir)
+    protected, originals = load_pairs(victim)
+    recovered = recover(net, protected)
+    prior = attacker_prior(attacker, *protected.shape[-2:]).expand_as(originals).contiguous()
+    scores = {"metrics": recovery_metrics(recovered, originals),
+              "protected_vs_original": recovery_metrics(protected, originals),
+              "prior": recovery_metrics(prior, originals)}
+    index = _grid_index(len(protected))
+    return scores, [protected[index], recovered[index], originals[index]]
+
+
+def flat(scores):
+    """{(kind, way, name): value} of the metrics dictionaries."""
+    return {(kind, way, name): value for kind, ways in scores.items()
+            for way, values in ways.items() for name, value in values.items()}
+
+
+@pytest.mark.parametrize("victim_chunk", [20, 60])
+def test_streamed_victims_score_as_all_at_once(folders, crowd, tmp_path, victim_chunk):
+    """Chunks of 20 (three chunks, each ranked against the other two read from disk) or one
+    chunk of all: the same attack.json numbers and grid as scoring all victims in memory."""
+    attacker, _ = folders
+    result = run_attack(attacker, crowd, str(tmp_path), progress=False,
+                        victim_chunk=victim_chunk, **TINY)
+    on_disk = json.loads((tmp_path / "attack.json").read_text())
+    assert on_disk == json.loads(json.dumps(result)) and on_disk["num_victims"] == CROWD
+    expected, rows = in_memory_scores(attacker, crowd, str(tmp_path))
+    kinds = {kind: on_disk[kind] for kind in expected}
+    assert set(flat(kinds)) == set(flat(expected))
+    assert flat(kinds) == pytest.approx(flat(expected), rel=1e-6, abs=1e-9)
+    # the prior gives every victim one image: its ranks order the originals by their distance
+    assert kinds["prior"]["matching"]["rank1"] == 1 / CROWD
+    assert kinds["prior"]["matching"]["mean_rank_percentile"] == pytest.approx(0.5)
+    write_image_grid(rows, str(tmp_path / "expected.png"))
+    grid = np.asarray(Image.open(tmp_path / "recovery_grid.png"), dtype=np.int16)
+    reference = np.asarray(Image.open(tmp_path / "expected.png"), dtype=np.int16)
+    # recovered in forward batches of 20 instead of 64: at most one 8-bit level apart
+    assert grid.shape == reference.shape and np.abs(grid - reference).max() <= 1
+
+
+def test_run_attack_never_loads_all_victims(folders, crowd, tmp_path, monkeypatch):
+    """Neither side is loaded whole: victims are read 20 at a time, and matching reads each
+    other chunk's originals again: N * ceil(N / 20) originals read in all."""
+    from torchreid_pixelfade.attack import recovery
+    from torchreid_pixelfade.store import ProtectedFolder
+    attacker, _ = folders
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a whole folder was loaded into memory")
+
+    monkeypatch.setattr(recovery, "load_pairs", refuse)
+    monkeypatch.setattr(ProtectedFolder, "load", refuse)
+    monkeypatch.setattr(ProtectedFolder, "load_pairs", refuse)
+    protected_paths, original_paths = (set(paths) for paths in pairs_from_protected(crowd))
+    reads = {"protected": [], "original": []}
+    real_load_images = recovery.load_images
+
+    def recording_load_images(paths, *args):
+        for which, known in (("protected", protected_paths), ("original", original_paths)):
+            if set(paths) <= known:
+                reads[which].append(len(paths))
+        return real_load_images(paths, *args)
+
+    monkeypatch.setattr(recovery, "load_images", recording_load_images)
+    result = run_attack(attacker, crowd, str(tmp_path), progress=False, victim_chunk=20, **TINY)
+    assert result["num_train_pairs"] == len(PairDataset.from_folder(attacker))
+    assert reads["protected"] == [20, 20, 5]
+    assert max(reads["original"]) == 20 and sum(reads["original"]) == CROWD * 3
+
+
+def test_run_attack_with_one_victim_and_a_bad_chunk(folders, crowd, tmp_path):
+    """One victim: no matching, as recovery_metrics; a chunk that splits the official batches of
+    20 is refused before training."""
+    attacker, _ = folders
+    with pytest.raises(ValueError, match="multiple of 20"):
+        run_attack(attacker, crowd, str(tmp_path), progress=False, victim_chunk=30, **TINY)
+    assert not (tmp_path / "unet.pth").exists()
+    root = tmp_path / "one"
+    root.mkdir()
+    shutil.copy(pairs_from_protected(crowd)[1][0], root / "0000_c1s1_000000_00.png")
+    record = ImageRecord(str(root / "0000_c1s1_000000_00.png"), "0000_c1s1_000000_00.png", 0, 0,
+                         "gallery")
+    single = protect_folder(Blur(sigma=1.5), [record], str(root), tmp_path / "victim")
+    result = run_attack(attacker, single, str(tmp_path / "attack"), progress=False, **TINY)
+    expected, _ = in_memory_scores(attacker, single, str(tmp_path / "attack"))
+    assert result["num_victims"] == 1 and set(result["metrics"]) == {"pixel", "official"}
+    assert flat({kind: result[kind] for kind in expected}) == pytest.approx(flat(expected),
+                                                                            rel=1e-6)

@@ -21,6 +21,10 @@ Metrics are reported two ways (:func:`recovery_metrics`):
 :func:`run_attack` also scores the attacker's ``"prior"``: the mean of its training originals,
 output for every victim. An attack that does not beat this constant image has learnt the
 dataset's average pedestrian, not the victims.
+
+Both sides are streamed from disk: the attacker's pairs batch by batch during training, the
+victims chunk by chunk (:data:`VICTIM_CHUNK`) while they are attacked and scored, so memory does
+not grow with either set beyond a few floats per victim.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import json
 import logging
 import os
 import time
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +59,14 @@ GRID_PNG = "recovery_grid.png"
 WEIGHTS = "unet.pth"
 #: Most victims shown in the recovery grid.
 GRID_IMAGES = 8
+#: Batch size of the official per-batch min-max rescaling (the official test loader's).
+OFFICIAL_BATCH = 20
+#: Victims attacked and scored at once by :func:`run_attack`: a multiple of
+#: :data:`OFFICIAL_BATCH`, so the official rescaling batches are those of the whole set, and of
+#: :func:`recover`'s batch (64), so the forward batches are too. Memory: about ten float32
+#: tensors of this many images (the chunk, its float64 copies while scoring, a block of other
+#: originals), about 2.5 GB at 256x128.
+VICTIM_CHUNK = 640
 
 
 def open_folder(folder: str) -> ProtectedFolder:
@@ -311,6 +323,8 @@ def _minmax(batch: torch.Tensor) -> torch.Tensor:
 
 def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int
                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image ``(psnr, ssim)``, ``(N,)`` float64 each, after the official normalisation and
+    min-max rescaling of each consecutive batch of ``batch_size`` images."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
     psnrs, ssims = [], []
@@ -320,6 +334,66 @@ def _official_scores(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
         psnrs.append(psnr(rec, ori))
         ssims.append(ssim(rec, ori))
     return np.concatenate(psnrs), np.concatenate(ssims)
+
+
+def _per_image_scores(images: torch.Tensor, originals: torch.Tensor, batch_size: int
+                      ) -> tuple[np.ndarray, ...]:
+    """Per-image scores of ``images`` against ``originals``, both ``(N, 3, H, W)`` in [0, 1] on
+    the CPU.
+
+    Returns:
+        ``(pixel psnr, pixel ssim, official psnr, official ssim)``, ``(N,)`` float64 each (see
+        :func:`recovery_metrics`; official batches start at row 0).
+    """
+    official_psnr, official_ssim = _official_scores(images, originals, batch_size)
+    return psnr(images, originals), ssim(images, originals), official_psnr, official_ssim
+
+
+def _summarise(pixel_psnr: np.ndarray, pixel_ssim: np.ndarray, official_psnr: np.ndarray,
+               official_ssim: np.ndarray) -> dict:
+    """``{"pixel": {"psnr", "ssim"}, "official": {"psnr", "ssim"}}``: means of the per-image
+    scores of :func:`_per_image_scores`."""
+    return {"pixel": {"psnr": float(np.mean(pixel_psnr)), "ssim": float(np.mean(pixel_ssim))},
+            "official": {"psnr": float(np.mean(official_psnr)),
+                         "ssim": float(np.mean(official_ssim))}}
+
+
+#: ``torch.cdist`` computes Euclidean distances by matrix product when a side has more rows.
+_CDIST_MM_ABOVE = 25
+
+
+def _distances(queries: torch.Tensor, originals: torch.Tensor, total: int) -> torch.Tensor:
+    """Euclidean distances ``(k, m)`` between flat float rows ``(k, D)`` and ``(m, D)``.
+
+    Computed the way one ``torch.cdist`` call against all ``total`` originals would be (matrix
+    product iff ``total > 25``), whatever block of them ``originals`` is, so that every block of
+    a streamed computation uses the same method as the in-memory one.
+    """
+    mode = ("use_mm_for_euclid_dist" if total > _CDIST_MM_ABOVE
+            else "donot_use_mm_for_euclid_dist")
+    return torch.cdist(queries, originals, compute_mode=mode)
+
+
+def _closer_counts(distances: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """How many of each row's distances are strictly below its own original's distance.
+
+    Args:
+        distances: ``(k, m)`` distances of k images to m originals (any block of them).
+        own: ``(k,)`` each image's distance to its own original.
+
+    Returns:
+        ``(k,)`` int64 counts; summed over blocks covering all originals: the rank of the own
+        original (0 = nearest; ties are not counted against it).
+    """
+    return (distances < own[:, None]).sum(dim=1)
+
+
+def _matching_summary(ranks: torch.Tensor) -> dict:
+    """``{"rank1", "rank1_chance", "mean_rank_percentile"}`` of ``(N,)`` own-original ranks
+    (N >= 2; see :func:`matching_scores`)."""
+    ranks = ranks.double()
+    return {"rank1": float((ranks == 0).double().mean()), "rank1_chance": 1.0 / len(ranks),
+            "mean_rank_percentile": float(ranks.mean() / (len(ranks) - 1))}
 
 
 def matching_scores(recovered: torch.Tensor, originals: torch.Tensor, chunk: int = 512) -> dict:
@@ -343,16 +417,64 @@ def matching_scores(recovered: torch.Tensor, originals: torch.Tensor, chunk: int
     recovered, originals = recovered.flatten(1).float(), originals.flatten(1).float()
     ranks = []
     for start in range(0, len(recovered), chunk):  # (chunk, N) distances at a time
-        distances = torch.cdist(recovered[start:start + chunk], originals)
+        distances = _distances(recovered[start:start + chunk], originals, len(originals))
         own = distances[torch.arange(len(distances)), start + torch.arange(len(distances))]
-        ranks.append((distances < own[:, None]).sum(dim=1))
-    ranks = torch.cat(ranks).double()
-    return {"rank1": float((ranks == 0).double().mean()), "rank1_chance": 1.0 / len(ranks),
-            "mean_rank_percentile": float(ranks.mean() / (len(ranks) - 1))}
+        ranks.append(_closer_counts(distances, own))
+    return _matching_summary(torch.cat(ranks))
 
 
-def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_size: int = 20
-                     ) -> dict:
+def _streamed_ranks(queries: Sequence[torch.Tensor], originals: torch.Tensor,
+                    other_originals: Iterable[torch.Tensor], total: int) -> list[torch.Tensor]:
+    """Own-original ranks of a chunk of victims among all ``total`` originals, the others read
+    block by block: the streamed form of :func:`matching_scores`.
+
+    Args:
+        queries: images to rank, each ``(k, 3, H, W)`` in [0, 1] (e.g. recovered and protected)
+            of the chunk's k victims.
+        originals: ``(k, 3, H, W)``, the chunk's own originals, row i that of query row i.
+        other_originals: every other original exactly once, in blocks ``(m, 3, H, W)``.
+        total: N, the number of victims.
+
+    Returns:
+        One ``(k,)`` int64 rank tensor per query tensor (0 = own original nearest).
+    """
+    flat = [images.flatten(1).float() for images in queries]
+    own_block = originals.flatten(1).float()
+    owns, ranks = [], []
+    for images in flat:  # the own distance comes from the block it is compared within
+        distances = _distances(images, own_block, total)
+        owns.append(distances.diagonal().clone())
+        ranks.append(_closer_counts(distances, owns[-1]))
+    for block in other_originals:
+        block = block.flatten(1).float()
+        for images, own, rank in zip(flat, owns, ranks):
+            rank += _closer_counts(_distances(images, block, total), own)
+    return ranks
+
+
+def _constant_ranks(distances: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Own-original ranks when every victim gets one and the same image (the prior).
+
+    Then row i of :func:`matching_scores`' distances is the same for every victim, so victim i's
+    rank counts the originals strictly closer to the image than its own original.
+
+    Args:
+        distances: ``(N,)`` distances of the image to each victim's original.
+        chunk: victims (and originals) compared at once (memory ``chunk x chunk``).
+
+    Returns:
+        ``(N,)`` int64 ranks.
+    """
+    ranks = []
+    for start in range(0, len(distances), chunk):
+        own = distances[start:start + chunk]
+        ranks.append(sum(_closer_counts(distances[block:block + chunk].expand(len(own), -1), own)
+                         for block in range(0, len(distances), chunk)))
+    return torch.cat(ranks)
+
+
+def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor,
+                     batch_size: int = OFFICIAL_BATCH) -> dict:
     """PSNR / SSIM of recovered images against their originals, in pixel space and the official way.
 
     Args:
@@ -373,11 +495,7 @@ def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor, batch_siz
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     recovered, originals = recovered.detach().cpu(), originals.detach().cpu()
-    official_psnr, official_ssim = _official_scores(recovered, originals, batch_size)
-    scores = {"pixel": {"psnr": float(np.mean(psnr(recovered, originals))),
-                        "ssim": float(np.mean(ssim(recovered, originals)))},
-              "official": {"psnr": float(np.mean(official_psnr)),
-                           "ssim": float(np.mean(official_ssim))}}
+    scores = _summarise(*_per_image_scores(recovered, originals, batch_size))
     if len(recovered) >= 2:
         scores["matching"] = matching_scores(recovered, originals)
     return scores
@@ -392,6 +510,91 @@ def attacker_prior(attacker_folder: str, height: int, width: int, chunk: int = 2
     for start in range(0, len(original_paths), chunk):  # a large attacker set never sits in memory
         total += load_images(original_paths[start:start + chunk], height, width).double().sum(0)
     return (total / len(original_paths)).float()
+
+
+class _ScoreParts:
+    """Per-image scores of one kind of image (recovered, protected or the prior) against the
+    victims' originals, gathered chunk by chunk: a few numbers per victim, never an image."""
+
+    def __init__(self) -> None:
+        self.scores: list[tuple[np.ndarray, ...]] = []
+        self.ranks: list[torch.Tensor] = []
+
+    def add(self, images: torch.Tensor, originals: torch.Tensor) -> None:
+        """Scores a chunk ``(k, 3, H, W)`` in [0, 1] against its originals (same shape); the
+        chunk must start at a multiple of :data:`OFFICIAL_BATCH`."""
+        self.scores.append(_per_image_scores(images, originals, OFFICIAL_BATCH))
+
+    def summary(self) -> dict:
+        """The :func:`recovery_metrics` dictionary of all chunks added (``matching`` only when
+        ranks were added)."""
+        scores = _summarise(*(np.concatenate(parts) for parts in zip(*self.scores)))
+        if self.ranks:
+            scores["matching"] = _matching_summary(torch.cat(self.ranks))
+        return scores
+
+
+def _load_originals(victims: PairDataset, start: int, stop: int) -> torch.Tensor:
+    """Originals ``start:stop`` of ``victims``, ``(k, 3, H, W)`` in [0, 1] (as its items)."""
+    return load_images(victims.original_paths[start:stop], victims.height, victims.width)
+
+
+def _other_originals(victims: PairDataset, start: int, chunk: int) -> Iterator[torch.Tensor]:
+    """All originals of ``victims`` but the chunk at ``start``, read from disk ``chunk`` at a
+    time (the chunks of :func:`_attack_victims`)."""
+    for other in range(0, len(victims), chunk):
+        if other != start:
+            yield _load_originals(victims, other, other + chunk)
+
+
+def _attack_victims(net: UNet, victims: PairDataset, prior: torch.Tensor, chunk: int,
+                    progress: bool = False) -> tuple[dict, list[torch.Tensor]]:
+    """Attacks and scores the victims ``chunk`` at a time, as :func:`recovery_metrics` scores
+    them all at once (same official batches when ``chunk`` is a multiple of
+    :data:`OFFICIAL_BATCH`).
+
+    Matching compares every victim with every original: for each chunk, the other originals are
+    read again from disk, N * (ceil(N / chunk) - 1) extra image reads in all. The prior, one
+    image for every victim, needs only its N distances.
+
+    Args:
+        net: the trained recovery U-Net.
+        victims: the victims' pairs (read at its size).
+        prior: ``(3, H, W)`` in [0, 1], the image the prior outputs for every victim.
+        chunk: victims in memory at once (a multiple of :data:`OFFICIAL_BATCH`).
+        progress: show a tqdm bar over chunks.
+
+    Returns:
+        ``({"metrics", "protected_vs_original", "prior"}, grid rows)``: three
+        :func:`recovery_metrics` dictionaries, and the protected, recovered and original images
+        of the :func:`_grid_index` victims, ``(G, 3, H, W)`` each.
+    """
+    count, grid_index = len(victims), _grid_index(len(victims))
+    parts = {kind: _ScoreParts() for kind in ("metrics", "protected_vs_original", "prior")}
+    prior_distances, rows = [], ([], [], [])
+    for start in tqdm(range(0, count, chunk), desc="attacking victims", unit="chunk",
+                      disable=not progress):
+        protected = load_images(victims.protected_paths[start:start + chunk], victims.height,
+                                victims.width)
+        originals = _load_originals(victims, start, start + chunk)
+        recovered = recover(net, protected)
+        for kind, images in (("metrics", recovered), ("protected_vs_original", protected),
+                             ("prior", prior.expand_as(originals).contiguous())):
+            parts[kind].add(images, originals)
+        if count >= 2:
+            ranks = _streamed_ranks((recovered, protected), originals,
+                                    _other_originals(victims, start, chunk), count)
+            parts["metrics"].ranks.append(ranks[0])
+            parts["protected_vs_original"].ranks.append(ranks[1])
+            prior_distances.append(_distances(prior.flatten()[None].float(),
+                                              originals.flatten(1).float(), count)[0])
+        shown = grid_index[(grid_index >= start) & (grid_index < start + len(protected))] - start
+        for row, images in zip(rows, (protected, recovered, originals)):
+            row.append(images[shown])
+    if count >= 2:
+        parts["prior"].ranks.append(_constant_ranks(torch.cat(prior_distances), chunk))
+    return ({kind: part.summary() for kind, part in parts.items()},
+            [torch.cat(row) for row in rows])
 
 
 def _grid_index(count: int) -> torch.Tensor:
@@ -464,7 +667,8 @@ def _load_or_train(out_dir: str, training: dict, attacker_folder: str,
 def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: int = 64,
                depth: int | None = None, epochs: int = 100, batch_size: int = 16,
                lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
-               progress: bool = True, num_workers: int = 0) -> dict:
+               progress: bool = True, num_workers: int = 0,
+               victim_chunk: int = VICTIM_CHUNK) -> dict:
     """Trains the recovery U-Net on the attacker's pairs and attacks the victims' images.
 
     Attacker images are loaded at the attacker manifest's size, victim images at the victim
@@ -478,8 +682,12 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         victim_folder: ``protect`` output folder of the victims (any dataset).
         out_dir: output folder (created if needed).
         width, depth, epochs, batch_size, lr, seed, device, progress, num_workers: see
-            :func:`train_recovery_on_pairs` (the attacker's pairs are streamed from disk; the
-            victims' are loaded into memory).
+            :func:`train_recovery_on_pairs` (the attacker's pairs are streamed from disk).
+        victim_chunk: victims read, attacked and scored at once (a multiple of
+            :data:`OFFICIAL_BATCH`); memory is flat in the number of victims N. The scores are
+            those of :func:`recovery_metrics` on all victims at once (up to float summation
+            order), but matching compares each victim with every original, so the originals are
+            read again for each chunk: N * (ceil(N / victim_chunk) - 1) extra image reads.
 
     Returns:
         ``{"metrics", "protected_vs_original", "prior", "num_train_pairs", "num_victims", "epochs",
@@ -489,7 +697,13 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
         for reference), ``prior`` the same for :func:`attacker_prior` output for every victim
         (the floor a recovery must beat); ``attacker`` / ``victim`` hold each folder's absolute
         path, source root, protection identity and image count.
+
+    Raises:
+        ValueError: if ``victim_chunk`` is not a positive multiple of :data:`OFFICIAL_BATCH`.
     """
+    if victim_chunk < 1 or victim_chunk % OFFICIAL_BATCH:
+        raise ValueError(f"victim_chunk must be a positive multiple of {OFFICIAL_BATCH} (the "
+                         f"official rescaling batch), got {victim_chunk}")
     os.makedirs(out_dir, exist_ok=True)
     attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
     height, image_width = attacker["identity"]["height"], attacker["identity"]["width"]
@@ -499,22 +713,18 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     net, seconds, reused = _load_or_train(out_dir, training, attacker_folder, device, progress,
                                           num_workers)
-    protected, originals = load_pairs(victim_folder)
-    if tuple(protected.shape[-2:]) != (height, image_width):
+    victims = PairDataset.from_folder(victim_folder)  # at the victim manifest's size
+    if (victims.height, victims.width) != (height, image_width):
         logger.warning("victim images are %dx%d, attacker images %dx%d",
-                       *protected.shape[-2:], height, image_width)
-    recovered = recover(net, protected)
-    prior = attacker_prior(attacker_folder, *protected.shape[-2:]).expand_as(originals)
-    result = {"metrics": recovery_metrics(recovered, originals),
-              "protected_vs_original": recovery_metrics(protected, originals),
-              "prior": recovery_metrics(prior.contiguous(), originals),
-              "num_train_pairs": attacker["num_images"], "num_victims": len(protected),
+                       victims.height, victims.width, height, image_width)
+    prior = attacker_prior(attacker_folder, victims.height, victims.width)
+    scores, grid = _attack_victims(net, victims, prior, victim_chunk, progress)
+    result = {**scores,
+              "num_train_pairs": attacker["num_images"], "num_victims": len(victims),
               "epochs": epochs, "width": width, "depth": depth, "batch_size": batch_size,
               "lr": lr, "seed": seed, "attacker": attacker, "victim": victim,
               "training": training, "seconds_training": seconds, "reused_weights": reused}
-    index = _grid_index(len(protected))
-    write_image_grid([protected[index], recovered[index], originals[index]],
-                     os.path.join(out_dir, GRID_PNG))
+    write_image_grid(grid, os.path.join(out_dir, GRID_PNG))
     atomic_write_json(os.path.join(out_dir, ATTACK_JSON), result)
     logger.info("recovery attack: pixel PSNR %.2f dB SSIM %.3f (protected vs original: %.2f dB, "
                 "%.3f); results in %s", result["metrics"]["pixel"]["psnr"],
