@@ -1,4 +1,4 @@
-"""Peak memory of training the recovery attack for one epoch, as the number of pairs grows.
+"""Peak memory of the recovery attack, training and attacking, as the number of pairs grows.
 
 Builds a synthetic Market-1501 (``torchreid_pixelfade.data.synthetic``) with ``4 x --pairs``
 training images at ``--height x --width``, protects its first ``--pairs`` and then all its training
@@ -8,7 +8,12 @@ trains the recovery U-Net for one epoch on each folder, every run in a fresh sub
 * ``stream``: :class:`~torchreid_pixelfade.attack.PairDataset` read batch by batch (the attack's
   way), memory should not depend on the number of pairs;
 * ``memory``: all pairs loaded as float tensors first (``load_pairs`` + ``train_recovery``, the
-  former way), memory grows by ``2 x 3 x H x W x 4`` bytes per pair.
+  former way), memory grows by ``2 x 3 x H x W x 4`` bytes per pair;
+* ``victims``: the pairs attacked and scored as ``run_attack`` does it (an untrained U-Net of
+  ``--unet-width``, a grey prior), chunk by chunk (``attack.recovery.VICTIM_CHUNK``): memory
+  should not depend on the number of victims;
+* ``victims-at-once``: the former way, all victims loaded, recovered and scored as tensors
+  (``load_pairs``, ``recover``, ``recovery_metrics`` three times).
 
 Reported per run: ``peak_extra_mb`` (peak RSS above the level after imports, see
 ``benchmark_ranking.PeakRSS``), seconds, and ``growth_mb`` (4N run minus N run, per mode). The JSON
@@ -41,7 +46,7 @@ logger = logging.getLogger("benchmark_attack_memory")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKET_TRAIN_IMAGES = 12_936
-MODES = ("stream", "memory")
+MODES = ("stream", "memory", "victims", "victims-at-once")
 
 
 def build_folders(work_dir: str, pairs: int, height: int, width: int) -> dict[int, str]:
@@ -74,8 +79,29 @@ def build_folders(work_dir: str, pairs: int, height: int, width: int) -> dict[in
     return folders
 
 
+def attack_once(folder: str, mode: str, args: argparse.Namespace) -> int:
+    """Attacks and scores the victims of ``folder`` with an untrained U-Net and a grey prior,
+    streamed (``victims``) or all at once (``victims-at-once``); returns their number."""
+    from torchreid_pixelfade.attack import (PairDataset, UNet, load_pairs, recover,
+                                            recovery_metrics)
+    from torchreid_pixelfade.attack.recovery import VICTIM_CHUNK, _attack_victims
+    from torchreid_pixelfade.attack.unet import max_depth
+
+    victims = PairDataset.from_folder(folder)
+    net = UNet(width=args.unet_width, depth=max_depth(victims.height, victims.width)).eval()
+    prior = torch.full((3, victims.height, victims.width), 0.5)
+    if mode == "victims":
+        _attack_victims(net, victims, prior, VICTIM_CHUNK)
+        return len(victims)
+    protected, originals = load_pairs(folder)
+    for images in (recover(net, protected), protected, prior.expand_as(originals).contiguous()):
+        recovery_metrics(images, originals)
+    return len(protected)
+
+
 def train_once(folder: str, mode: str, args: argparse.Namespace) -> dict:
-    """Trains one epoch on ``folder`` in this process; seconds and peak extra memory."""
+    """Runs ``mode`` on ``folder`` in this process (training: one epoch); seconds and peak
+    extra memory."""
     from torchreid_pixelfade.attack import (PairDataset, load_pairs, train_recovery,
                                             train_recovery_on_pairs)
     torch.set_num_threads(args.threads)
@@ -83,7 +109,9 @@ def train_once(folder: str, mode: str, args: argparse.Namespace) -> dict:
                 "seed": 0, "device": args.device, "progress": False}
     began = time.perf_counter()
     with PeakRSS() as peak:
-        if mode == "stream":
+        if mode.startswith("victims"):
+            count = attack_once(folder, mode, args)
+        elif mode == "stream":
             pairs = PairDataset.from_folder(folder)
             count = len(pairs)
             train_recovery_on_pairs(pairs, num_workers=args.num_workers, **settings)

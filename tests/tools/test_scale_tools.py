@@ -102,8 +102,8 @@ def test_attack_memory_folders_hold_n_and_4n_pairs(attack_folders):
         assert opened.image_size == (64, 32)
 
 
-@pytest.mark.parametrize("mode", ["stream", "memory"])
-def test_attack_memory_trains_one_epoch(attack_folders, mode):
+@pytest.mark.parametrize("mode", ["stream", "memory", "victims", "victims-at-once"])
+def test_attack_memory_runs_each_mode(attack_folders, mode):
     tool, folders = attack_folders
     args, _ = tool.parse_args(["--worker", folders[8], "--unet-width", "4", "--batch-size", "4",
                                "--threads", "1"])
@@ -131,7 +131,7 @@ def test_attack_memory_growth_and_json(attack_folders, tmp_path, monkeypatch):
                       "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert [(r["mode"], r["pairs"]) for r in report["results"]] == [
-        ("stream", 8), ("stream", 32), ("memory", 8), ("memory", 32)]
+        (mode, count) for mode in tool.MODES for count in (8, 32)]
     # Market-1501's 12,936 training pairs as float tensors at 64x32
     assert report["market_train_as_float_pairs_gb"] == pytest.approx(
         12_936 * 2 * 3 * 64 * 32 * 4 / 2 ** 30)
