@@ -3,15 +3,17 @@
 Builds a synthetic Market-1501 (``torchreid_pixelfade.data.synthetic``) with ``4 x --pairs``
 training images at ``--height x --width``, protects its first ``--pairs`` and then all its training
 images with the ``blur`` protector into two protected folders (``store.protect_records``), and
-trains the recovery U-Net for one epoch on each folder, every run in a fresh subprocess:
+runs each mode on each folder, every run in a fresh subprocess (the two training modes train the
+recovery U-Net for one epoch):
 
 * ``stream``: :class:`~torchreid_pixelfade.attack.PairDataset` read batch by batch (the attack's
   way), memory should not depend on the number of pairs;
 * ``memory``: all pairs loaded as float tensors first (``load_pairs`` + ``train_recovery``, the
   former way), memory grows by ``2 x 3 x H x W x 4`` bytes per pair;
 * ``victims``: the pairs attacked and scored as ``run_attack`` does it (an untrained U-Net of
-  ``--unet-width``, a grey prior), chunk by chunk (``attack.recovery.VICTIM_CHUNK``): memory
-  should not depend on the number of victims;
+  ``--unet-width`` on the CPU, a grey prior), ``--victim-chunk`` at a time: memory should not
+  depend on the number of victims once there are two chunks or more (one chunk never reads a
+  block of other originals), so measure with ``--pairs`` at least twice the chunk;
 * ``victims-at-once``: the former way, all victims loaded, recovered and scored as tensors
   (``load_pairs``, ``recover``, ``recovery_metrics`` three times).
 
@@ -20,11 +22,14 @@ Reported per run: ``peak_extra_mb`` (peak RSS above the level after imports, see
 also gives what holding Market-1501's 12,936 training pairs at the same size as float tensors
 would take.
 
-Examples (U-Net width 64, batch 16, two threads; about 16 and 8 minutes on two busy cores):
+Examples (U-Net width 64, batch 16, two threads; the training modes took about 16 and 8 minutes
+on two busy cores):
     python tools/benchmark_attack_memory.py --work-dir /tmp/attack-mem --pairs 512 \
         --json attack_memory.json
     python tools/benchmark_attack_memory.py --work-dir /tmp/attack-mem-256 --pairs 32 \
         --height 256 --width 128 --json attack_memory_256x128.json
+    python tools/benchmark_attack_memory.py --work-dir /tmp/attack-mem-victims --pairs 640 \
+        --height 128 --width 64 --modes victims --victim-chunk 160 --json victims.json
 """
 from __future__ import annotations
 
@@ -84,14 +89,14 @@ def attack_once(folder: str, mode: str, args: argparse.Namespace) -> int:
     streamed (``victims``) or all at once (``victims-at-once``); returns their number."""
     from torchreid_pixelfade.attack import (PairDataset, UNet, load_pairs, recover,
                                             recovery_metrics)
-    from torchreid_pixelfade.attack.recovery import VICTIM_CHUNK, _attack_victims
+    from torchreid_pixelfade.attack.recovery import _attack_victims
     from torchreid_pixelfade.attack.unet import max_depth
 
     victims = PairDataset.from_folder(folder)
     net = UNet(width=args.unet_width, depth=max_depth(victims.height, victims.width)).eval()
     prior = torch.full((3, victims.height, victims.width), 0.5)
     if mode == "victims":
-        _attack_victims(net, victims, prior, VICTIM_CHUNK)
+        _attack_victims(net, victims, prior, args.victim_chunk)
         return len(victims)
     protected, originals = load_pairs(folder)
     for images in (recover(net, protected), protected, prior.expand_as(originals).contiguous()):
@@ -158,6 +163,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--victim-chunk", type=int, default=640,
+                        help="victims per chunk of the 'victims' mode (run_attack's default)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -172,7 +179,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
                      "that every run takes two optimiser steps or more")
     shared = ["--unet-width", str(args.unet_width), "--batch-size", str(args.batch_size),
               "--num-workers", str(args.num_workers), "--threads", str(args.threads),
-              "--device", args.device]
+              "--device", args.device, "--victim-chunk", str(args.victim_chunk)]
     return args, shared
 
 
@@ -192,6 +199,7 @@ def main(argv=None) -> int:
     pair_bytes = 2 * 3 * args.height * args.width * 4
     report = {"height": args.height, "width": args.width, "unet_width": args.unet_width,
               "batch_size": args.batch_size, "threads": args.threads, "device": args.device,
+              "victim_chunk": args.victim_chunk,
               "num_workers": args.num_workers, "platform": platform.platform(),
               "torch": torch.__version__, "results": rows, "growth": growth(rows),
               "float_pairs_mb_per_pair": pair_bytes / 2 ** 20,

@@ -358,7 +358,9 @@ def _summarise(pixel_psnr: np.ndarray, pixel_ssim: np.ndarray, official_psnr: np
                          "ssim": float(np.mean(official_ssim))}}
 
 
-#: ``torch.cdist`` computes Euclidean distances by matrix product when a side has more rows.
+#: ``torch.cdist`` (compute_mode ``use_mm_for_euclid_dist_if_necessary``) computes Euclidean
+#: distances by matrix product when either input has more rows than this (a torch internal rule;
+#: tests/attack pins the streamed scores to the in-memory ones).
 _CDIST_MM_ABOVE = 25
 
 
@@ -452,25 +454,19 @@ def _streamed_ranks(queries: Sequence[torch.Tensor], originals: torch.Tensor,
     return ranks
 
 
-def _constant_ranks(distances: torch.Tensor, chunk: int) -> torch.Tensor:
+def _constant_ranks(distances: torch.Tensor) -> torch.Tensor:
     """Own-original ranks when every victim gets one and the same image (the prior).
 
-    Then row i of :func:`matching_scores`' distances is the same for every victim, so victim i's
-    rank counts the originals strictly closer to the image than its own original.
+    Then every row of :func:`matching_scores`' distances is the same vector, so victim i's rank
+    counts the originals strictly closer to the image than its own original.
 
     Args:
         distances: ``(N,)`` distances of the image to each victim's original.
-        chunk: victims (and originals) compared at once (memory ``chunk x chunk``).
 
     Returns:
         ``(N,)`` int64 ranks.
     """
-    ranks = []
-    for start in range(0, len(distances), chunk):
-        own = distances[start:start + chunk]
-        ranks.append(sum(_closer_counts(distances[block:block + chunk].expand(len(own), -1), own)
-                         for block in range(0, len(distances), chunk)))
-    return torch.cat(ranks)
+    return torch.searchsorted(distances.sort().values, distances, side="left")
 
 
 def recovery_metrics(recovered: torch.Tensor, originals: torch.Tensor,
@@ -520,6 +516,10 @@ class _ScoreParts:
         self.scores: list[tuple[np.ndarray, ...]] = []
         self.ranks: list[torch.Tensor] = []
 
+    def add_ranks(self, ranks: torch.Tensor) -> None:
+        """Adds own-original ranks ``(k,)`` of the next victims (see :func:`matching_scores`)."""
+        self.ranks.append(ranks)
+
     def add(self, images: torch.Tensor, originals: torch.Tensor) -> None:
         """Scores a chunk ``(k, 3, H, W)`` in [0, 1] against its originals (same shape); the
         chunk must start at a multiple of :data:`OFFICIAL_BATCH`."""
@@ -547,6 +547,13 @@ def _other_originals(victims: PairDataset, start: int, chunk: int) -> Iterator[t
             yield _load_originals(victims, other, other + chunk)
 
 
+def check_victim_chunk(chunk: int) -> None:
+    """Raises ValueError unless ``chunk`` is a positive multiple of :data:`OFFICIAL_BATCH`."""
+    if chunk < 1 or chunk % OFFICIAL_BATCH:
+        raise ValueError(f"victim_chunk must be a positive multiple of {OFFICIAL_BATCH} (the "
+                         f"official rescaling batch), got {chunk}")
+
+
 def _attack_victims(net: UNet, victims: PairDataset, prior: torch.Tensor, chunk: int,
                     progress: bool = False) -> tuple[dict, list[torch.Tensor]]:
     """Attacks and scores the victims ``chunk`` at a time, as :func:`recovery_metrics` scores
@@ -568,7 +575,11 @@ def _attack_victims(net: UNet, victims: PairDataset, prior: torch.Tensor, chunk:
         ``({"metrics", "protected_vs_original", "prior"}, grid rows)``: three
         :func:`recovery_metrics` dictionaries, and the protected, recovered and original images
         of the :func:`_grid_index` victims, ``(G, 3, H, W)`` each.
+
+    Raises:
+        ValueError: if ``chunk`` is not a positive multiple of :data:`OFFICIAL_BATCH`.
     """
+    check_victim_chunk(chunk)
     count, grid_index = len(victims), _grid_index(len(victims))
     parts = {kind: _ScoreParts() for kind in ("metrics", "protected_vs_original", "prior")}
     prior_distances, rows = [], ([], [], [])
@@ -578,21 +589,21 @@ def _attack_victims(net: UNet, victims: PairDataset, prior: torch.Tensor, chunk:
                                 victims.width)
         originals = _load_originals(victims, start, start + chunk)
         recovered = recover(net, protected)
-        for kind, images in (("metrics", recovered), ("protected_vs_original", protected),
-                             ("prior", prior.expand_as(originals).contiguous())):
-            parts[kind].add(images, originals)
+        parts["metrics"].add(recovered, originals)
+        parts["protected_vs_original"].add(protected, originals)
+        parts["prior"].add(prior.expand_as(originals).contiguous(), originals)
         if count >= 2:
             ranks = _streamed_ranks((recovered, protected), originals,
                                     _other_originals(victims, start, chunk), count)
-            parts["metrics"].ranks.append(ranks[0])
-            parts["protected_vs_original"].ranks.append(ranks[1])
+            parts["metrics"].add_ranks(ranks[0])
+            parts["protected_vs_original"].add_ranks(ranks[1])
             prior_distances.append(_distances(prior.flatten()[None].float(),
                                               originals.flatten(1).float(), count)[0])
         shown = grid_index[(grid_index >= start) & (grid_index < start + len(protected))] - start
         for row, images in zip(rows, (protected, recovered, originals)):
             row.append(images[shown])
     if count >= 2:
-        parts["prior"].ranks.append(_constant_ranks(torch.cat(prior_distances), chunk))
+        parts["prior"].add_ranks(_constant_ranks(torch.cat(prior_distances)))
     return ({kind: part.summary() for kind, part in parts.items()},
             [torch.cat(row) for row in rows])
 
@@ -701,9 +712,7 @@ def run_attack(attacker_folder: str, victim_folder: str, out_dir: str, width: in
     Raises:
         ValueError: if ``victim_chunk`` is not a positive multiple of :data:`OFFICIAL_BATCH`.
     """
-    if victim_chunk < 1 or victim_chunk % OFFICIAL_BATCH:
-        raise ValueError(f"victim_chunk must be a positive multiple of {OFFICIAL_BATCH} (the "
-                         f"official rescaling batch), got {victim_chunk}")
+    check_victim_chunk(victim_chunk)
     os.makedirs(out_dir, exist_ok=True)
     attacker, victim = _folder_info(attacker_folder), _folder_info(victim_folder)
     height, image_width = attacker["identity"]["height"], attacker["identity"]["width"]
