@@ -78,7 +78,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     result = run_attack(args.attacker, args.victim, args.output, width=args.width,
                         depth=args.depth, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, seed=args.seed, device=args.device,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress,
+                        **({"victim_chunk": args.victim_chunk} if args.victim_chunk else {}))
     for name in ("metrics", "protected_vs_original"):
         logger.info("%s: %s", name, result[name])
     return 0
@@ -169,6 +170,10 @@ def _add_attack(commands) -> argparse.ArgumentParser:
     attack.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     attack.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     attack.add_argument("--seed", type=int, default=0, help="initialisation/shuffling seed")
+    attack.add_argument("--victim-chunk", type=int, default=None,
+                        help="victims attacked and scored at once, a multiple of 20; memory "
+                             "follows it, not the number of victims (default: run_attack's, "
+                             "attack.recovery.VICTIM_CHUNK)")
     attack.add_argument("--no-progress", action="store_true", help="no progress bar")
     return attack
 

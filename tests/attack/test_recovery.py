@@ -222,7 +222,8 @@ def test_cli_attack(folders, tmp_path):
     out = tmp_path / "cli"
     assert main(["attack", "--attacker", attacker, "--victim", victim, "--output", str(out),
                  "--epochs", "1", "--width", "4", "--depth", "4", "--batch-size", "8",
-                 "--lr", "0.001", "--seed", "1", "--device", "cpu", "--no-progress"]) == 0
+                 "--lr", "0.001", "--seed", "1", "--device", "cpu", "--no-progress",
+                 "--victim-chunk", "20"]) == 0
     results = json.loads((out / "attack.json").read_text())
     assert results["depth"] == 4 and results["width"] == 4 and results["epochs"] == 1
     assert np.isfinite(results["metrics"]["official"]["psnr"])
