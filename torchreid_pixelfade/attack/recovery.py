@@ -358,22 +358,11 @@ def _summarise(pixel_psnr: np.ndarray, pixel_ssim: np.ndarray, official_psnr: np
                          "ssim": float(np.mean(official_ssim))}}
 
 
-#: ``torch.cdist`` (compute_mode ``use_mm_for_euclid_dist_if_necessary``) computes Euclidean
-#: distances by matrix product when either input has more rows than this (a torch internal rule;
-#: tests/attack pins the streamed scores to the in-memory ones).
-_CDIST_MM_ABOVE = 25
-
-
-def _distances(queries: torch.Tensor, originals: torch.Tensor, total: int) -> torch.Tensor:
-    """Euclidean distances ``(k, m)`` between flat float rows ``(k, D)`` and ``(m, D)``.
-
-    Computed the way one ``torch.cdist`` call against all ``total`` originals would be (matrix
-    product iff ``total > 25``), whatever block of them ``originals`` is, so that every block of
-    a streamed computation uses the same method as the in-memory one.
-    """
-    mode = ("use_mm_for_euclid_dist" if total > _CDIST_MM_ABOVE
-            else "donot_use_mm_for_euclid_dist")
-    return torch.cdist(queries, originals, compute_mode=mode)
+def _distances(queries: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances ``(k, m)`` between flat float rows ``(k, D)`` and ``(m, D)``, always
+    by matrix product (``torch.cdist`` would pick its method by the block's size), so that the
+    in-memory and the streamed matching compute every distance the same way."""
+    return torch.cdist(queries, originals, compute_mode="use_mm_for_euclid_dist")
 
 
 def _closer_counts(distances: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
@@ -419,15 +408,15 @@ def matching_scores(recovered: torch.Tensor, originals: torch.Tensor, chunk: int
     recovered, originals = recovered.flatten(1).float(), originals.flatten(1).float()
     ranks = []
     for start in range(0, len(recovered), chunk):  # (chunk, N) distances at a time
-        distances = _distances(recovered[start:start + chunk], originals, len(originals))
+        distances = _distances(recovered[start:start + chunk], originals)
         own = distances[torch.arange(len(distances)), start + torch.arange(len(distances))]
         ranks.append(_closer_counts(distances, own))
     return _matching_summary(torch.cat(ranks))
 
 
 def _streamed_ranks(queries: Sequence[torch.Tensor], originals: torch.Tensor,
-                    other_originals: Iterable[torch.Tensor], total: int) -> list[torch.Tensor]:
-    """Own-original ranks of a chunk of victims among all ``total`` originals, the others read
+                    other_originals: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """Own-original ranks of a chunk of victims among all originals, the others read
     block by block: the streamed form of :func:`matching_scores`.
 
     Args:
@@ -435,7 +424,6 @@ def _streamed_ranks(queries: Sequence[torch.Tensor], originals: torch.Tensor,
             of the chunk's k victims.
         originals: ``(k, 3, H, W)``, the chunk's own originals, row i that of query row i.
         other_originals: every other original exactly once, in blocks ``(m, 3, H, W)``.
-        total: N, the number of victims.
 
     Returns:
         One ``(k,)`` int64 rank tensor per query tensor (0 = own original nearest).
@@ -444,13 +432,13 @@ def _streamed_ranks(queries: Sequence[torch.Tensor], originals: torch.Tensor,
     own_block = originals.flatten(1).float()
     owns, ranks = [], []
     for images in flat:  # the own distance comes from the block it is compared within
-        distances = _distances(images, own_block, total)
+        distances = _distances(images, own_block)
         owns.append(distances.diagonal().clone())
         ranks.append(_closer_counts(distances, owns[-1]))
     for block in other_originals:
         block = block.flatten(1).float()
         for images, own, rank in zip(flat, owns, ranks):
-            rank += _closer_counts(_distances(images, block, total), own)
+            rank += _closer_counts(_distances(images, block), own)
     return ranks
 
 
@@ -594,11 +582,11 @@ def _attack_victims(net: UNet, victims: PairDataset, prior: torch.Tensor, chunk:
         parts["prior"].add(prior.expand_as(originals).contiguous(), originals)
         if count >= 2:
             ranks = _streamed_ranks((recovered, protected), originals,
-                                    _other_originals(victims, start, chunk), count)
+                                    _other_originals(victims, start, chunk))
             parts["metrics"].add_ranks(ranks[0])
             parts["protected_vs_original"].add_ranks(ranks[1])
             prior_distances.append(_distances(prior.flatten()[None].float(),
-                                              originals.flatten(1).float(), count)[0])
+                                              originals.flatten(1).float())[0])
         shown = grid_index[(grid_index >= start) & (grid_index < start + len(protected))] - start
         for row, images in zip(rows, (protected, recovered, originals)):
             row.append(images[shown])
