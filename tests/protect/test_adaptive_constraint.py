@@ -45,13 +45,37 @@ def test_unreachable_eps_spends_the_budget_and_returns_the_closest_state(random_
                                                                         images):
     # eps = 0 is never met after the first replacement: every image runs to T + extra_steps
     def run(extra):
-        return PixelFade(random_model, steps=10, eps=0.0, seed=0,
-                         extra_steps=extra).protect(images[:4])
+        return PixelFade(random_model, steps=10, eps=0.0, seed=0, extra_steps=extra,
+                         retries=0).protect(images[:4])
     short, long = run(0), run(6)
     assert short.steps.tolist() == [10] * 4 and long.steps.tolist() == [16] * 4
     assert not long.constraint_met.any()
     # the longer run's trajectory extends the shorter one: its closest state is no farther
     assert (long.distance <= short.distance * (1 + 1e-5)).all()
+
+
+def test_every_retry_of_an_unreachable_eps_spends_the_budget_again(random_model, images):
+    result = PixelFade(random_model, steps=10, eps=0.0, seed=0, extra_steps=3,
+                       retries=2).protect(images[:3])
+    assert result.steps.tolist() == [3 * 13] * 3 and not result.constraint_met.any()
+
+
+def test_retries_redo_only_the_images_that_missed_and_keep_the_closer_result(trained_model,
+                                                                              images):
+    # a bound most images meet and some miss (tight, and no extra steps to settle)
+    kwargs = {**RELATIVE, "eps": 0.005, "extra_steps": 0}
+    keys = [f"g/{i}.png" for i in range(len(images))]
+    once = PixelFade(trained_model, **kwargs, retries=0).protect(images, keys)
+    again = PixelFade(trained_model, **kwargs, retries=1).protect(images, keys)
+    missed = ~once.constraint_met
+    assert 0 < int(missed.sum()) < len(images)
+    # an image that met is returned as it was, at its cost
+    assert torch.equal(again.images[~missed], once.images[~missed])
+    assert torch.equal(again.steps[~missed], once.steps[~missed])
+    # one that missed ran the loop again (new draws) and kept the closer of its two results
+    assert (again.steps[missed] > once.steps[missed]).all()
+    assert (again.distance[missed] <= once.distance[missed] * (1 + 1e-5)).all()
+    assert int(again.constraint_met.sum()) > int(once.constraint_met.sum())
 
 
 def test_batch_scope_runs_the_fixed_loop(random_model, images):
@@ -91,7 +115,7 @@ def test_one_pass_per_step_of_the_images_still_running(random_model, images):
     net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
     net.register_full_backward_hook(
         lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
-    result = PixelFade(random_model, steps=12, eps=5e-4, seed=0).protect(images[:4])
+    result = PixelFade(random_model, steps=12, eps=5e-4, seed=0, retries=0).protect(images[:4])
     # one batched pass per step while any image runs; + the reference and the stored feature
     assert calls == {"forward": int(result.steps.max()) + 2,
                      "backward": int(result.steps.max())}
@@ -108,5 +132,7 @@ def test_options_are_checked_and_reach_the_config():
         PixelFadeParams(step_control="tuned")
     with pytest.raises(ValueError, match="extra_steps >= 0"):
         PixelFadeParams(extra_steps=-1)
+    with pytest.raises(ValueError, match="retries >= 0"):
+        PixelFadeParams(retries=-1)
     node = C.get_default_config().pixelfade
-    assert node.step_control == "adaptive" and node.extra_steps == 40
+    assert node.step_control == "adaptive" and node.extra_steps == 40 and node.retries == 1

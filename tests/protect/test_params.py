@@ -14,7 +14,7 @@ from torchreid_pixelfade.protect import (AVIH, AVIHParams, Blur, BlurParams, Ide
 # Manifests of existing protected folders store hparams(); resuming them compares the dicts, and
 # the evaluation hook hashes them into its cache key. These are the defaults as of the Params
 # refactor (the same keys, order and values as the hand-written hparams() before it), plus
-# step_control and extra_steps (the adaptive step control, docs/RESULTS.md "Constraint by
+# step_control, extra_steps and retries (the adaptive step control, docs/RESULTS.md "Constraint by
 # construction"): a deliberate change, so folders protected before it are not resumed as if
 # their images had been protected the same way.
 PINNED = {
@@ -22,7 +22,7 @@ PINNED = {
                   "eps_mode": "absolute", "momentum": 0.6, "beta": 0.01, "beta_temp": 0.04,
                   "no_replace_last": 5, "loss_reduction": "mean", "constraint_scope": "image",
                   "mask_index": "step", "mask_unit": "element", "co_every_step": True,
-                  "clamp": "valid", "step_control": "adaptive", "extra_steps": 40,
+                  "clamp": "valid", "step_control": "adaptive", "extra_steps": 40, "retries": 1,
                   "quantize": True, "seed": None, "target": "noise",
                   "noise_weight": 1.0, "replacement": "replace", "perturb_amplitude": 0.5,
                   "l1_weight": 1.0},

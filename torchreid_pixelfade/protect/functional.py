@@ -26,6 +26,14 @@ def is_per_image(generator: Generators | None) -> bool:
     return generator is not None and not isinstance(generator, torch.Generator)
 
 
+def select_generators(generator: Generators, index: torch.Tensor) -> Generators:
+    """The generators of the images ``index`` ``(n,)`` of a batch: their own where there is
+    one per image, else the batch's one generator."""
+    if is_per_image(generator):
+        return [generator[i] for i in index.tolist()]
+    return generator
+
+
 #: dtypes the protectors accept: they optimise in the input's dtype (the model runs in its own).
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 

@@ -17,8 +17,10 @@ Objective (Eq. 1): make the protected image ``x_p`` as close as possible to a fi
 each image's step is ``beta`` or ``beta_temp`` times its own scale (Rprop's rule: halved after a
 CO step that raised its distance, x1.2 up to 1 after one that lowered it), and the final phase
 without replacement stops each image as soon as its stored 8-bit version meets eps, running up
-to ``extra_steps`` past ``T`` for those that have not (``docs/RESULTS.md``, "Constraint by
-construction"). ``'fixed'`` is the paper's and official loop, unchanged.
+to ``extra_steps`` past ``T`` for those that have not; an image that still misses starts again
+from new noise and masks, up to ``retries`` times, and keeps its closest result
+(``docs/RESULTS.md`` sections 13 and 16). ``'fixed'`` is the paper's and official loop,
+unchanged.
 
 All arithmetic happens in the model's normalised space, as in the official code, so ``eta`` is
 N(0, 1) there (N(mean_c, std_c^2) in pixels) and ``beta`` = 0.01 keeps its meaning. Every switch
@@ -36,7 +38,7 @@ import torch
 from .ablations import REPLACEMENTS, TARGETS
 from .base import ProtectionResult, Protector, check_keys, register_protector
 from .functional import (Generators, draw_normal, feature_distance, normalized_momentum,
-                         quantize_ste, within)
+                         quantize_ste, select_generators, within)
 from .masks import MASK_UNITS, mask_ids_from_masks, random_mask_ids, replace_values
 from .params import HyperParameters, check_choice, hparam, hyperparameters
 
@@ -56,7 +58,7 @@ class PixelFadeParams(HyperParameters):
 
     Five kinds: the paper's (``steps`` .. ``no_replace_last``), paper-vs-official switches
     (``loss_reduction`` .. ``clamp``), the step control that makes the constraint hold
-    (``step_control``, ``extra_steps``), runtime settings (``quantize``, ``seed``) and the
+    (``step_control``, ``extra_steps``, ``retries``), runtime settings (``quantize``, ``seed``) and the
     ablations of paper Tables 3-4 and Fig. 4 (``target`` .. ``l1_weight``).
     """
 
@@ -112,15 +114,22 @@ class PixelFadeParams(HyperParameters):
                                "step T - no_replace_last on, an image stops as soon as its "
                                "stored version meets eps (measured on the 8-bit image with "
                                "quantize), one that has not by T continues up to "
-                               "extra_steps more, and one that never does returns its "
-                               "closest measured state. 'fixed': the paper's and official "
-                               "loop, T steps of constant beta / beta_temp. "
+                               "extra_steps more, and one that never does starts again "
+                               "(retries) or returns its closest measured state. 'fixed': "
+                               "the paper's and official loop, T steps of constant beta / "
+                               "beta_temp. "
                                "constraint_scope='batch' always runs 'fixed' (its one check "
                                "per batch cannot stop images one by one).")
     extra_steps: int = hparam(40, "'adaptive' only: the most CO steps past T for an image "
-                              "whose stored version still misses eps (>= 0); a batch costs "
-                              "at most (T + extra_steps) / T forward and backward passes per "
-                              "image of the fixed loop's.")
+                              "whose stored version still misses eps (>= 0); an attempt "
+                              "costs at most (T + extra_steps) / T forward and backward "
+                              "passes per image of the fixed loop's.")
+    retries: int = hparam(1, "'adaptive' only: how many times an image whose stored version "
+                          "still misses eps after T + extra_steps starts again from new noise "
+                          "and masks (drawn on from its generator; >= 0); of its attempts "
+                          "the one with the smallest measured distance is kept. Only images "
+                          "that missed pay for it: a batch costs at most (1 + retries) "
+                          "(T + extra_steps) / T passes per image of the fixed loop's.")
     quantize: bool = hparam(True, "optimise through, and measure on, the 8-bit rounded image "
                             "(as stored; default, so the constraint holds for the saved "
                             "image). False: float values throughout, as the official code.")
@@ -153,8 +162,9 @@ class PixelFadeParams(HyperParameters):
         check_choice("target", self.target, tuple(TARGETS))
         check_choice("replacement", self.replacement, tuple(REPLACEMENTS))
         for name, low in (("steps", 1), ("num_masks", 1), ("warmup_steps", 0),
-                          ("no_replace_last", 0), ("extra_steps", 0), ("eps", 0), ("beta", 0),
-                          ("beta_temp", 0), ("perturb_amplitude", 0), ("l1_weight", 0)):
+                          ("no_replace_last", 0), ("extra_steps", 0), ("retries", 0),
+                          ("eps", 0), ("beta", 0), ("beta_temp", 0), ("perturb_amplitude", 0),
+                          ("l1_weight", 0)):
             self._check_range(name, low)
         self._check_range("momentum", 0, 1, high_open=True)
         self._check_range("noise_weight", 0, 1)
@@ -168,7 +178,7 @@ class PixelFadeResult(ProtectionResult):
         steps: ``(B,)`` long, forward and backward passes the image used: ``T`` with
             ``step_control='fixed'``; with ``'adaptive'`` those before the final phase
             (``T - no_replace_last``, or the warm-up if longer) plus those of its final phase,
-            at most ``T + extra_steps``.
+            at most ``T + extra_steps``, summed over its attempts (at most ``1 + retries``).
     """
 
     steps: torch.Tensor | None = None
@@ -215,7 +225,8 @@ class PixelFade(Protector):
     The constraint: with ``step_control='adaptive'`` (default) and ``quantize``, an image is
     returned as soon as its 8-bit version measured ``d <= eps`` in the final phase, so
     ``constraint_met`` is False only for an image that missed eps for ``T + extra_steps``
-    steps (then returned in its closest measured state), or, rarely, where the final check's
+    steps in each of its ``1 + retries`` attempts (then returned in its closest measured
+    state), or, rarely, where the final check's
     batch computes a feature differently in its last bits than the phase's smaller batch.
 
     The official configuration (``algorithms.md`` 1.2) is ``constraint_scope='batch',
@@ -254,7 +265,7 @@ class PixelFade(Protector):
         exactly balanced partition) are drawn: from the protector's generator, or with
         ``keys`` from each image's own generator (its noise, then its masks). A supplied
         tensor replaces its draw, which is then not made (the generator does not advance for
-        it).
+        it); a retry of an image that missed eps (``retries``) draws new ones all the same.
 
         Args:
             images: ``(B, 3, H, W)`` pixels in [0, 1].
@@ -311,8 +322,23 @@ class PixelFade(Protector):
     def _fade(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
               noise: torch.Tensor | None = None,
               mask_ids: torch.Tensor | None = None) -> PixelFadeResult:
-        """The optimisation; ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn from
-        ``generator`` (one, or one per image) when None."""
+        """The optimisation, with the adaptive control's retries of the images that missed;
+        ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn from ``generator`` (one, or one
+        per image) when None, and always for a retry."""
+        attempt = self._attempt(images, reference, generator, noise, mask_ids)
+        for _ in range(self.params.retries if self._adaptive() else 0):
+            missed = attempt.missed.nonzero().squeeze(1)
+            if not len(missed):
+                break
+            attempt.merge(missed, self._attempt(images[missed], reference[missed],
+                                                select_generators(generator, missed)))
+        return PixelFadeResult(images=self.model.denormalize(attempt.z),
+                               replaced_fraction=attempt.replaced_fraction, steps=attempt.steps)
+
+    def _attempt(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
+                 noise: torch.Tensor | None = None,
+                 mask_ids: torch.Tensor | None = None) -> _Attempt:
+        """One run of the loop from the draws (see :meth:`_fade`)."""
         p = self.params
         noise, mask_ids = self._draws(images, generator, noise, mask_ids)
         limits = self._limits(reference)
@@ -323,17 +349,19 @@ class PixelFade(Protector):
         state = _State.start(z0, self._satisfied(torch.zeros_like(limits), limits))
         adaptive = self._adaptive()
         replacing = self._final_phase_start() if adaptive else p.steps
-        steps = torch.full_like(state.pro_count, replacing)
         with torch.enable_grad():
             for t in range(replacing):
                 self._replace(state, target, noise, mask_ids, t)
                 self._constrain(state, reference, limits, bounds, target, t, adaptive)
             if adaptive:
-                steps += self._settle(state, reference, limits, bounds, target, noise,
-                                      mask_ids)
-        return PixelFadeResult(images=self.model.denormalize(state.z),
-                               replaced_fraction=state.replaced.float().mean(dim=(1, 2, 3)),
-                               steps=steps)
+                settled = self._settle(state, reference, limits, bounds, target, noise,
+                                       mask_ids)
+        attempt = _Attempt(z=state.z, replaced_fraction=state.replaced.float().mean(
+            dim=(1, 2, 3)), steps=torch.full_like(state.pro_count, replacing))
+        if adaptive:
+            attempt.steps += settled.steps
+            attempt.distance, attempt.missed = settled.distance, settled.missed
+        return attempt
 
     def _draws(self, images: torch.Tensor, generator: Generators, noise: torch.Tensor | None,
                mask_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -434,9 +462,10 @@ class PixelFade(Protector):
 
     def _settle(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
                 bounds: Bounds, target: torch.Tensor, noise: torch.Tensor,
-                mask_ids: torch.Tensor) -> torch.Tensor:
+                mask_ids: torch.Tensor) -> _Closest:
         """The adaptive final phase, from step :meth:`_final_phase_start` to at most
-        ``T + extra_steps``; returns the passes each image used ``(B,)``.
+        ``T + extra_steps``; returns each image's closest measured state with the passes it
+        used and whether it missed its limit.
 
         Its first step replaces where the official rule still does (the constraint held at
         the step before); then, each step, the images still running are measured (on the
@@ -449,22 +478,20 @@ class PixelFade(Protector):
         state.just_replaced.zero_()
         if first < p.steps:
             self._replace(state, target, noise, mask_ids, first)
-        used = torch.zeros_like(state.pro_count)
-        running = torch.ones_like(state.satisfied)
         closest = _Closest.start(state.z)
         for _ in range(first, p.steps + p.extra_steps):
-            index = running.nonzero().squeeze(1)
+            index = closest.missed.nonzero().squeeze(1)
             if not len(index):
                 break
-            used[index] += 1
+            closest.steps[index] += 1
             met = self._settle_step(state, index, reference[index], limits[index], bounds,
                                     target[index], closest)
-            running[index[met]] = False
-        state.z[running] = closest.z[running]
+            closest.missed[index[met]] = False
+        state.z[closest.missed] = closest.z[closest.missed]
         logger.debug("adaptive final phase: %d of %d images met eps, %d missed it after %d "
-                     "steps", int((~running).sum()), len(running), int(running.sum()),
-                     p.steps + p.extra_steps)
-        return used
+                     "steps", int((~closest.missed).sum()), len(closest.missed),
+                     int(closest.missed.sum()), p.steps + p.extra_steps)
+        return closest
 
     def _settle_step(self, state: _State, index: torch.Tensor, reference: torch.Tensor,
                      limits: torch.Tensor, bounds: Bounds, target: torch.Tensor,
@@ -540,14 +567,20 @@ def _with_steps(result: ProtectionResult, steps: torch.Tensor | None) -> PixelFa
 
 @dataclasses.dataclass
 class _Closest:
-    """Per image, the state of the final phase with the smallest measured distance."""
+    """Per image, the state of the final phase with the smallest measured distance, the passes
+    of the phase and whether the image is still missing its limit (running)."""
 
     z: torch.Tensor  # (B, C, H, W) normalised
     distance: torch.Tensor  # (B,)
+    steps: torch.Tensor  # (B,) long
+    missed: torch.Tensor  # (B,) bool
 
     @classmethod
     def start(cls, z: torch.Tensor) -> _Closest:
-        return cls(z.clone(), torch.full(z.shape[:1], float("inf"), device=z.device))
+        batch, device = z.shape[0], z.device
+        return cls(z.clone(), torch.full((batch,), float("inf"), device=device),
+                   torch.zeros(batch, dtype=torch.long, device=device),
+                   torch.ones(batch, dtype=torch.bool, device=device))
 
     def update(self, index: torch.Tensor, z: torch.Tensor, distance: torch.Tensor) -> None:
         """Keeps ``z`` ``(n, C, H, W)`` of images ``index`` where ``distance`` ``(n,)`` is
@@ -555,6 +588,30 @@ class _Closest:
         closer = distance < self.distance[index]
         self.distance[index[closer]] = distance[closer].to(self.distance.dtype)
         self.z[index[closer]] = z[closer]
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """One run of the loop over a batch: the images it returns (normalised), their replaced
+    fraction and passes ``(B,)``; with the adaptive control also the measured distance of
+    each returned image and whether it missed its limit (then retried)."""
+
+    z: torch.Tensor  # (B, C, H, W)
+    replaced_fraction: torch.Tensor  # (B,)
+    steps: torch.Tensor  # (B,) long
+    distance: torch.Tensor | None = None  # (B,)
+    missed: torch.Tensor | None = None  # (B,) bool
+
+    def merge(self, index: torch.Tensor, retry: _Attempt) -> None:
+        """Adds ``retry`` (an attempt at images ``index`` only): every image pays its passes
+        and keeps the closer of its two results; it stays missed if the retry missed."""
+        self.steps[index] += retry.steps
+        self.missed[index] = retry.missed
+        closer = retry.distance < self.distance[index]
+        chosen = index[closer]
+        self.z[chosen] = retry.z[closer]
+        self.replaced_fraction[chosen] = retry.replaced_fraction[closer]
+        self.distance[chosen] = retry.distance[closer]
 
 
 def _checked_noise(noise: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
