@@ -7,15 +7,18 @@ lookup table (:func:`thermal_palette`) with :func:`~.render.colour_labels`:
 
 * bare skin (face, forearms with short sleeves, shins with shorts) is hot (about 0.8 .. 0.9);
 * hair is medium (about 0.55);
-* clothing is cooler the thicker it is (a thick coat about 0.35, a thin shirt about 0.6); the
-  top's pattern modulates it weakly (+- 0.02 .. 0.05, a second fabric);
+* clothing is cooler the thicker it is (a thick coat about 0.35, a thin shirt about 0.6) and
+  warmer the darker it is (absorbed light, :func:`absorbed_heat`: +0.15 for black, -0.15 for
+  white); the top's pattern differs by its own colour's absorption and, weakly, as a second
+  fabric (+- 0.02 .. 0.05);
 * shoes are cool (0.4) and a bag is cold (0.25);
 * the background is a cool (0.12 .. 0.4), smooth vertical gradient without the visible scene.
 
-Temperatures are in ``[0, 1]`` (white-hot: 1 is 255 grey). Clothing colour does not survive;
-identity survives through shape and the per-identity thermal attributes of
-:class:`ThermalIdentity` (a body temperature offset and garment thicknesses), drawn from the
-identity's own seeded stream (:func:`thermal_identity_rng`). Every image is grey written in three
+Temperatures are in ``[0, 1]`` (white-hot: 1 is 255 grey). Clothing hue does not survive, its
+brightness does, inverted and mixed with thickness (as in daylight thermal footage, where dark
+cloth is warmer); identity survives through shape, that brightness and the per-identity thermal
+attributes of :class:`ThermalIdentity` (a body temperature offset and garment thicknesses),
+drawn from the identity's own seeded stream (:func:`thermal_identity_rng`). Every image is grey written in three
 equal channels (as SYSU-MM01's and RegDB's infrared JPEG/BMP files are read).
 
 Given the same ``rng`` state (a fresh :func:`~.appearance.image_rng`) and the same geometry
@@ -60,7 +63,9 @@ __all__ = [
     "thermal_camera_rng",
     "sample_thermal_identity",
     "sample_thermal_camera",
+    "ABSORPTION",
     "garment_temperature",
+    "absorbed_heat",
     "thermal_palette",
     "thermal_person_layer",
     "render_thermal",
@@ -74,6 +79,9 @@ BAG_TEMPERATURE = 0.25
 # Garment temperature: thin (thickness 0) -> _GARMENT_THIN, thick (1) -> _GARMENT_THICK.
 _GARMENT_THIN = 0.62
 _GARMENT_THICK = 0.35
+#: Temperature a garment gains per unit of darkness below mid-grey (relative luminance 0.5):
+#: black cloth +0.15, white cloth -0.15.
+ABSORPTION = 0.3
 
 # Stream tags, far from appearance.py's 1..5 so that later tags there cannot collide.
 _TAG_THERMAL_IDENTITY = 101
@@ -188,11 +196,20 @@ def garment_temperature(thickness: float) -> float:
     return _GARMENT_THIN + (_GARMENT_THICK - _GARMENT_THIN) * float(np.clip(thickness, 0, 1))
 
 
+def absorbed_heat(colour: tuple[int, int, int]) -> float:
+    """Temperature change in ``[-ABSORPTION / 2, ABSORPTION / 2]`` of a garment of ``colour``
+    (RGB in ``0 .. 255``) from the light it absorbs: positive below mid-grey relative
+    luminance (Rec. 709 weights of the 8-bit values), negative above."""
+    red, green, blue = (channel / 255.0 for channel in colour)
+    return ABSORPTION * (0.5 - (0.2126 * red + 0.7152 * green + 0.0722 * blue))
+
+
 def thermal_palette(identity: PersonIdentity, thermal: ThermalIdentity) -> np.ndarray:
     """The temperature lookup table of a person for :func:`~.render.colour_labels`.
 
     Args:
-        identity: Visible appearance (unused colours; kept for a uniform signature and the pid).
+        identity: Visible appearance (its garment colours' brightness, by
+            :func:`absorbed_heat`).
         thermal: Thermal attributes of the same person.
 
     Returns:
@@ -205,9 +222,11 @@ def thermal_palette(identity: PersonIdentity, thermal: ThermalIdentity) -> np.nd
     top = garment_temperature(thermal.top_thickness)
     temps[LABEL_SKIN] = SKIN_TEMPERATURE
     temps[LABEL_HAIR] = HAIR_TEMPERATURE
-    temps[LABEL_TOP] = top
-    temps[LABEL_TOP_PATTERN] = top + thermal.pattern_delta
-    temps[LABEL_TROUSERS] = garment_temperature(thermal.trousers_thickness)
+    temps[LABEL_TOP] = top + absorbed_heat(identity.top)
+    temps[LABEL_TOP_PATTERN] = (top + absorbed_heat(identity.pattern_colour)
+                                + thermal.pattern_delta)
+    temps[LABEL_TROUSERS] = (garment_temperature(thermal.trousers_thickness)
+                             + absorbed_heat(identity.trousers))
     temps[LABEL_SHOES] = SHOES_TEMPERATURE
     temps[LABEL_BAG] = BAG_TEMPERATURE
     temps[1:] += thermal.body_offset
