@@ -58,8 +58,8 @@ class PixelFadeParams(HyperParameters):
 
     Five kinds: the paper's (``steps`` .. ``no_replace_last``), paper-vs-official switches
     (``loss_reduction`` .. ``clamp``), the step control that makes the constraint hold
-    (``step_control``, ``extra_steps``, ``retries``), runtime settings (``quantize``, ``seed``) and the
-    ablations of paper Tables 3-4 and Fig. 4 (``target`` .. ``l1_weight``).
+    (``step_control``, ``extra_steps``, ``retries``), runtime settings (``quantize``,
+    ``seed``) and the ablations of paper Tables 3-4 and Fig. 4 (``target`` .. ``l1_weight``).
     """
 
     steps: int = hparam(100, "T, total optimisation steps (>= 1).")
@@ -226,8 +226,8 @@ class PixelFade(Protector):
     returned as soon as its 8-bit version measured ``d <= eps`` in the final phase, so
     ``constraint_met`` is False only for an image that missed eps for ``T + extra_steps``
     steps in each of its ``1 + retries`` attempts (then returned in its closest measured
-    state), or, rarely, where the final check's
-    batch computes a feature differently in its last bits than the phase's smaller batch.
+    state), or, rarely, where the final check's batch computes a feature differently in its
+    last bits than the phase's smaller batch.
 
     The official configuration (``algorithms.md`` 1.2) is ``constraint_scope='batch',
     clamp='batch', quantize=False`` with the other defaults (``loss_reduction='mean'``,

@@ -18,8 +18,9 @@ Temperatures are in ``[0, 1]`` (white-hot: 1 is 255 grey). Clothing hue does not
 brightness does, inverted and mixed with thickness (as in daylight thermal footage, where dark
 cloth is warmer); identity survives through shape, that brightness and the per-identity thermal
 attributes of :class:`ThermalIdentity` (a body temperature offset and garment thicknesses),
-drawn from the identity's own seeded stream (:func:`thermal_identity_rng`). Every image is grey written in three
-equal channels (as SYSU-MM01's and RegDB's infrared JPEG/BMP files are read).
+drawn from the identity's own seeded stream (:func:`thermal_identity_rng`). Every image is
+grey written in three equal channels (as SYSU-MM01's and RegDB's infrared JPEG/BMP files are
+read).
 
 Given the same ``rng`` state (a fresh :func:`~.appearance.image_rng`) and the same geometry
 camera, :func:`render_thermal` draws exactly the silhouette :func:`~.render.render_person` draws:
