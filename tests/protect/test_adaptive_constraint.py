@@ -55,9 +55,14 @@ def test_unreachable_eps_spends_the_budget_and_returns_the_closest_state(random_
 
 
 def test_every_retry_of_an_unreachable_eps_spends_the_budget_again(random_model, images):
-    result = PixelFade(random_model, steps=10, eps=0.0, seed=0, extra_steps=3,
-                       retries=2).protect(images[:3])
-    assert result.steps.tolist() == [3 * 13] * 3 and not result.constraint_met.any()
+    def run(retries):
+        return PixelFade(random_model, steps=10, eps=0.0, seed=0, extra_steps=3,
+                         retries=retries).protect(images[:3])
+    once, thrice = run(0), run(2)
+    assert once.steps.tolist() == [13] * 3 and thrice.steps.tolist() == [3 * 13] * 3
+    assert not thrice.constraint_met.any()
+    # the closest of the three attempts is kept: no farther than the first
+    assert (thrice.distance <= once.distance * (1 + 1e-5)).all()
 
 
 def test_retries_redo_only_the_images_that_missed_and_keep_the_closer_result(trained_model,
@@ -72,10 +77,27 @@ def test_retries_redo_only_the_images_that_missed_and_keep_the_closer_result(tra
     # an image that met is returned as it was, at its cost
     assert torch.equal(again.images[~missed], once.images[~missed])
     assert torch.equal(again.steps[~missed], once.steps[~missed])
-    # one that missed ran the loop again (new draws) and kept the closer of its two results
-    assert (again.steps[missed] > once.steps[missed]).all()
+    # one that missed ran the loop again from new draws (20 - 5 + 1 passes at least) and
+    # kept the closer of its two results, with that result's replaced fraction
+    assert (again.steps[missed] >= once.steps[missed] + 16).all()
     assert (again.distance[missed] <= once.distance[missed] * (1 + 1e-5)).all()
+    kept_first = (again.images == once.images).flatten(1).all(1)
+    assert torch.equal(again.replaced_fraction[kept_first], once.replaced_fraction[kept_first])
+    assert (missed & ~kept_first).any()  # some retry was kept
     assert int(again.constraint_met.sum()) > int(once.constraint_met.sum())
+
+
+@pytest.mark.parametrize("coupled", [{"target": "other"}, {"clamp": "batch"}, {"noise": True},
+                                     {"extra_steps": 0, "no_replace_last": 0}])
+def test_no_retry_where_a_retry_would_change_the_setting_or_measure_nothing(random_model,
+                                                                           images, coupled):
+    # eps 0 is never met: a retry would double the passes. 'other' and the batch clamp take
+    # the batch into the result, supplied draws are for comparing runs, and a loop without a
+    # final phase measures nothing to retry on
+    kwargs = {"steps": 10, "eps": 0.0, "seed": 0, "extra_steps": 3, "retries": 2, **coupled}
+    noise = torch.randn(images[:3].shape) if kwargs.pop("noise", False) else None
+    result = PixelFade(random_model, **kwargs).protect(images[:3], noise=noise)
+    assert result.steps.tolist() == [10 + kwargs["extra_steps"]] * 3
 
 
 def test_batch_scope_runs_the_fixed_loop(random_model, images):
@@ -119,6 +141,18 @@ def test_one_pass_per_step_of_the_images_still_running(random_model, images):
     # one batched pass per step while any image runs; + the reference and the stored feature
     assert calls == {"forward": int(result.steps.max()) + 2,
                      "backward": int(result.steps.max())}
+
+
+def test_a_retry_is_one_more_loop_over_the_images_that_missed(random_model, images):
+    calls = {"forward": 0, "backward": 0}
+    net = random_model.model
+    net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
+    net.register_full_backward_hook(
+        lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
+    # eps 0: all four miss, and all four are retried together
+    PixelFade(random_model, steps=12, eps=0.0, seed=0, extra_steps=3,
+              retries=1).protect(images[:4])
+    assert calls == {"forward": 2 * 15 + 2, "backward": 2 * 15}
 
 
 def test_empty_batch_has_empty_steps(random_model, images):

@@ -129,7 +129,9 @@ class PixelFadeParams(HyperParameters):
                           "and masks (drawn on from its generator; >= 0); of its attempts "
                           "the one with the smallest measured distance is kept. Only images "
                           "that missed pay for it: a batch costs at most (1 + retries) "
-                          "(T + extra_steps) / T passes per image of the fixed loop's.")
+                          "(T + extra_steps) / T passes per image of the fixed loop's. None "
+                          "with target 'other' or clamp 'batch' (a retry's batch is the "
+                          "images that missed) or with noise or masks supplied.")
     quantize: bool = hparam(True, "optimise through, and measure on, the 8-bit rounded image "
                             "(as stored; default, so the constraint holds for the saved "
                             "image). False: float values throughout, as the official code.")
@@ -178,7 +180,8 @@ class PixelFadeResult(ProtectionResult):
         steps: ``(B,)`` long, forward and backward passes the image used: ``T`` with
             ``step_control='fixed'``; with ``'adaptive'`` those before the final phase
             (``T - no_replace_last``, or the warm-up if longer) plus those of its final phase,
-            at most ``T + extra_steps``, summed over its attempts (at most ``1 + retries``).
+            at most ``T + extra_steps`` per attempt, so at most
+            ``(1 + retries) (T + extra_steps)`` in all.
     """
 
     steps: torch.Tensor | None = None
@@ -245,9 +248,12 @@ class PixelFade(Protector):
     not promise (oneDNN picks convolution kernels, BLAS matmul kernels, by batch size; a last
     bit of a feature that differs then grows, through the 8-bit rounding and the constraint's
     switches, into differences of many 8-bit levels on some pixels). The adaptive final phase
-    computes only the images still running, whose number depends on the batch, so there the
-    same caveat holds within one batch size too. ``'batch'`` scope and
-    clamp and the ``'other'`` target couple an image to its batch by definition.
+    computes only the images still running, and a retry only the images that missed, whose
+    numbers depend on the batch, so there the same caveat holds within one batch size too.
+    ``'batch'`` scope and clamp and the ``'other'`` target couple an image to its batch by
+    definition (and get no retries). Without keys, the protector's one generator advances
+    across calls by the draws made, retries included, so a batch's noise also depends on how
+    many images of the earlier batches were retried.
 
     Raises:
         ValueError: without a model or for invalid hyper-parameters.
@@ -265,7 +271,7 @@ class PixelFade(Protector):
         exactly balanced partition) are drawn: from the protector's generator, or with
         ``keys`` from each image's own generator (its noise, then its masks). A supplied
         tensor replaces its draw, which is then not made (the generator does not advance for
-        it); a retry of an image that missed eps (``retries``) draws new ones all the same.
+        it); supplied draws turn ``retries`` off, so that runs under equal draws compare.
 
         Args:
             images: ``(B, 3, H, W)`` pixels in [0, 1].
@@ -322,14 +328,17 @@ class PixelFade(Protector):
     def _fade(self, images: torch.Tensor, reference: torch.Tensor, generator: Generators,
               noise: torch.Tensor | None = None,
               mask_ids: torch.Tensor | None = None) -> PixelFadeResult:
-        """The optimisation, with the adaptive control's retries of the images that missed;
-        ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are drawn from ``generator`` (one, or one
-        per image) when None, and always for a retry."""
+        """The optimisation, with the adaptive control's retries of the images that missed
+        (:meth:`_retries`; none when ``noise`` or ``mask_ids`` is supplied, so that runs
+        under equal draws stay comparable); ``noise`` ``(B, 3, H, W)`` and ``mask_ids`` are
+        drawn from ``generator`` (one, or one per image) when None, and for a retry."""
         attempt = self._attempt(images, reference, generator, noise, mask_ids)
-        for _ in range(self.params.retries if self._adaptive() else 0):
-            missed = attempt.missed.nonzero().squeeze(1)
+        supplied = noise is not None or mask_ids is not None
+        for _ in range(0 if supplied else self._retries()):
+            missed = attempt.to_retry()
             if not len(missed):
                 break
+            logger.debug("retrying %d of %d images from new draws", len(missed), len(images))
             attempt.merge(missed, self._attempt(images[missed], reference[missed],
                                                 select_generators(generator, missed)))
         return PixelFadeResult(images=self.model.denormalize(attempt.z),
@@ -353,15 +362,14 @@ class PixelFade(Protector):
             for t in range(replacing):
                 self._replace(state, target, noise, mask_ids, t)
                 self._constrain(state, reference, limits, bounds, target, t, adaptive)
-            if adaptive:
-                settled = self._settle(state, reference, limits, bounds, target, noise,
-                                       mask_ids)
-        attempt = _Attempt(z=state.z, replaced_fraction=state.replaced.float().mean(
-            dim=(1, 2, 3)), steps=torch.full_like(state.pro_count, replacing))
-        if adaptive:
-            attempt.steps += settled.steps
-            attempt.distance, attempt.missed = settled.distance, settled.missed
-        return attempt
+            phase = (self._settle(state, reference, limits, bounds, target, noise, mask_ids)
+                     if adaptive else None)
+        replaced_fraction = state.replaced.float().mean(dim=(1, 2, 3))
+        steps = torch.full_like(state.pro_count, replacing)
+        if phase is None:
+            return _Attempt(state.z, replaced_fraction, steps)
+        return _Attempt(state.z, replaced_fraction, steps + phase.steps, phase.distance,
+                        phase.running)
 
     def _draws(self, images: torch.Tensor, generator: Generators, noise: torch.Tensor | None,
                mask_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -462,7 +470,7 @@ class PixelFade(Protector):
 
     def _settle(self, state: _State, reference: torch.Tensor, limits: torch.Tensor,
                 bounds: Bounds, target: torch.Tensor, noise: torch.Tensor,
-                mask_ids: torch.Tensor) -> _Closest:
+                mask_ids: torch.Tensor) -> _FinalPhase:
         """The adaptive final phase, from step :meth:`_final_phase_start` to at most
         ``T + extra_steps``; returns each image's closest measured state with the passes it
         used and whether it missed its limit.
@@ -478,30 +486,30 @@ class PixelFade(Protector):
         state.just_replaced.zero_()
         if first < p.steps:
             self._replace(state, target, noise, mask_ids, first)
-        closest = _Closest.start(state.z)
+        phase = _FinalPhase.start(state.z)
         for _ in range(first, p.steps + p.extra_steps):
-            index = closest.missed.nonzero().squeeze(1)
+            index = phase.running.nonzero().squeeze(1)
             if not len(index):
                 break
-            closest.steps[index] += 1
+            phase.steps[index] += 1
             met = self._settle_step(state, index, reference[index], limits[index], bounds,
-                                    target[index], closest)
-            closest.missed[index[met]] = False
-        state.z[closest.missed] = closest.z[closest.missed]
+                                    target[index], phase)
+            phase.running[index[met]] = False
+        state.z[phase.running] = phase.z[phase.running]
         logger.debug("adaptive final phase: %d of %d images met eps, %d missed it after %d "
-                     "steps", int((~closest.missed).sum()), len(closest.missed),
-                     int(closest.missed.sum()), p.steps + p.extra_steps)
-        return closest
+                     "steps", int((~phase.running).sum()), len(phase.running),
+                     int(phase.running.sum()), p.steps + p.extra_steps)
+        return phase
 
     def _settle_step(self, state: _State, index: torch.Tensor, reference: torch.Tensor,
                      limits: torch.Tensor, bounds: Bounds, target: torch.Tensor,
-                     closest: _Closest) -> torch.Tensor:
+                     phase: _FinalPhase) -> torch.Tensor:
         """One step of the final phase on images ``index``; returns which met their limit
         ``(n,)`` bool (those are left as they are)."""
         p = self.params
         z = state.z[index].detach().requires_grad_(True)
         distance, grad = self._gradient(z, reference, target)
-        closest.update(index, z.detach(), distance)
+        phase.keep_closer(index, z.detach(), distance)
         met = within(distance, limits)
         momentum = normalized_momentum(state.momentum[index], grad, p.momentum)
         scale = self._rescale(state, self._objective(z, distance, target), index)
@@ -540,6 +548,14 @@ class PixelFade(Protector):
         p = self.params
         return min(p.steps, max(p.steps - p.no_replace_last, p.warmup_steps))
 
+    def _retries(self) -> int:
+        """How many retries the images that missed get: ``retries`` with the adaptive
+        control, none where an image's result depends on its batch (``target='other'``,
+        ``clamp='batch'``), since a retry's batch is the images that missed."""
+        p = self.params
+        coupled = p.target == "other" or p.clamp == "batch"
+        return p.retries if self._adaptive() and not coupled else 0
+
     def _adaptive(self) -> bool:
         """Whether the adaptive step control runs (it needs per-image constraint checks)."""
         p = self.params
@@ -566,25 +582,26 @@ def _with_steps(result: ProtectionResult, steps: torch.Tensor | None) -> PixelFa
 
 
 @dataclasses.dataclass
-class _Closest:
-    """Per image, the state of the final phase with the smallest measured distance, the passes
-    of the phase and whether the image is still missing its limit (running)."""
+class _FinalPhase:
+    """Per image, during the adaptive final phase: its closest measured state (the state with
+    the smallest measured distance; inf before any), the passes it used and whether it is
+    still running (has not met its limit)."""
 
     z: torch.Tensor  # (B, C, H, W) normalised
     distance: torch.Tensor  # (B,)
     steps: torch.Tensor  # (B,) long
-    missed: torch.Tensor  # (B,) bool
+    running: torch.Tensor  # (B,) bool
 
     @classmethod
-    def start(cls, z: torch.Tensor) -> _Closest:
+    def start(cls, z: torch.Tensor) -> _FinalPhase:
         batch, device = z.shape[0], z.device
         return cls(z.clone(), torch.full((batch,), float("inf"), device=device),
                    torch.zeros(batch, dtype=torch.long, device=device),
                    torch.ones(batch, dtype=torch.bool, device=device))
 
-    def update(self, index: torch.Tensor, z: torch.Tensor, distance: torch.Tensor) -> None:
-        """Keeps ``z`` ``(n, C, H, W)`` of images ``index`` where ``distance`` ``(n,)`` is
-        smaller than their closest so far."""
+    def keep_closer(self, index: torch.Tensor, z: torch.Tensor, distance: torch.Tensor) -> None:
+        """Keeps ``z`` ``(n, C, H, W)`` of images ``index`` ``(n,)`` where ``distance``
+        ``(n,)`` is smaller than their closest so far."""
         closer = distance < self.distance[index]
         self.distance[index[closer]] = distance[closer].to(self.distance.dtype)
         self.z[index[closer]] = z[closer]
@@ -592,26 +609,35 @@ class _Closest:
 
 @dataclasses.dataclass
 class _Attempt:
-    """One run of the loop over a batch: the images it returns (normalised), their replaced
-    fraction and passes ``(B,)``; with the adaptive control also the measured distance of
-    each returned image and whether it missed its limit (then retried)."""
+    """One run of the loop over a batch: the images it returns (normalised) ``(B, C, H, W)``,
+    their replaced fraction and passes ``(B,)``; with the adaptive control also the measured
+    distance of each returned image and whether it missed its limit ``(B,)`` (inf and True
+    for an image the final phase never measured, as with ``extra_steps = 0`` and no final
+    step before ``T``)."""
 
-    z: torch.Tensor  # (B, C, H, W)
-    replaced_fraction: torch.Tensor  # (B,)
-    steps: torch.Tensor  # (B,) long
-    distance: torch.Tensor | None = None  # (B,)
-    missed: torch.Tensor | None = None  # (B,) bool
+    z: torch.Tensor
+    replaced_fraction: torch.Tensor
+    steps: torch.Tensor
+    distance: torch.Tensor | None = None
+    missed: torch.Tensor | None = None
+
+    def to_retry(self) -> torch.Tensor:
+        """``(n,)`` indices of the images that missed their limit after a measurement."""
+        if self.missed is None:
+            return torch.zeros(0, dtype=torch.long, device=self.steps.device)
+        return (self.missed & torch.isfinite(self.distance)).nonzero().squeeze(1)
 
     def merge(self, index: torch.Tensor, retry: _Attempt) -> None:
-        """Adds ``retry`` (an attempt at images ``index`` only): every image pays its passes
-        and keeps the closer of its two results; it stays missed if the retry missed."""
+        """Adds ``retry``, an attempt at the images ``index`` ``(n,)`` only (its fields
+        ``(n, ...)``): each of them pays the retry's passes and keeps the closer of its two
+        results, with that result's distance and missed flag."""
         self.steps[index] += retry.steps
-        self.missed[index] = retry.missed
         closer = retry.distance < self.distance[index]
         chosen = index[closer]
         self.z[chosen] = retry.z[closer]
         self.replaced_fraction[chosen] = retry.replaced_fraction[closer]
         self.distance[chosen] = retry.distance[closer]
+        self.missed[chosen] = retry.missed[closer]
 
 
 def _checked_noise(noise: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:

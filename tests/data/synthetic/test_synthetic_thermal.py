@@ -15,6 +15,7 @@ from torchreid_pixelfade.data.synthetic.appearance import (
     sample_identity,
 )
 from torchreid_pixelfade.data.synthetic.thermal import (
+    ABSORPTION,
     BAG_TEMPERATURE,
     SKIN_TEMPERATURE,
     absorbed_heat,
@@ -74,9 +75,11 @@ def test_palette_is_grey_and_skin_is_the_hottest_material() -> None:
         skin = grey[render.LABEL_SKIN]
         for label in (render.LABEL_HAIR, render.LABEL_TOP, render.LABEL_TOP_PATTERN,
                       render.LABEL_TROUSERS, render.LABEL_SHOES, render.LABEL_BAG):
-            # the thinnest black garment: 0.62 + 0.15 (absorbed light), 0.08 below the skin
-            assert skin > grey[label] + 0.05 * 255, render.PART_NAMES[label]
-        assert grey[render.LABEL_BAG] < grey[render.LABEL_TOP]
+            # the warmest garment, a thin black pattern fabric: 0.62 + 0.15 (absorbed light)
+            # + 0.05 (second fabric) = 0.82, 0.03 below the skin
+            assert skin > grey[label] + 0.02 * 255, render.PART_NAMES[label]
+        # a bag is colder than a top of the same colour; absorbed light moves the top by 0.15
+        assert grey[render.LABEL_BAG] < grey[render.LABEL_TOP] + ABSORPTION / 2 * 255
         assert abs(skin / 255 - SKIN_TEMPERATURE) <= 0.04 + 1e-6
         assert abs(grey[render.LABEL_BAG] / 255 - BAG_TEMPERATURE) <= 0.04 + 1e-6
 
@@ -136,7 +139,8 @@ def test_clothing_hue_is_lost_and_its_brightness_kept() -> None:
     for value in (20, 128, 235):
         recoloured = type(identity)(**{**vars(identity), "top": (value,) * 3})
         grey[value] = thermal_palette(recoloured, thermal)[render.LABEL_TOP, 0]
-    assert grey[20] > grey[128] + 0.1 * 255 > grey[235] + 0.2 * 255
+    assert grey[20] > grey[128] + 0.1 * 255
+    assert grey[128] > grey[235] + 0.1 * 255
     assert absorbed_heat((0, 0, 0)) == pytest.approx(0.15)
     assert absorbed_heat((255, 255, 255)) == pytest.approx(-0.15)
     # Different thermal attributes of the same shape change the picture.

@@ -9,8 +9,8 @@ lookup table (:func:`thermal_palette`) with :func:`~.render.colour_labels`:
 * hair is medium (about 0.55);
 * clothing is cooler the thicker it is (a thick coat about 0.35, a thin shirt about 0.6) and
   warmer the darker it is (absorbed light, :func:`absorbed_heat`: +0.15 for black, -0.15 for
-  white); the top's pattern differs by its own colour's absorption and, weakly, as a second
-  fabric (+- 0.02 .. 0.05);
+  white, so a thick white coat can be as cold as a bag); the top's pattern differs by its own
+  colour's absorption and, weakly, as a second fabric (+- 0.02 .. 0.05);
 * shoes are cool (0.4) and a bag is cold (0.25);
 * the background is a cool (0.12 .. 0.4), smooth vertical gradient without the visible scene.
 
@@ -199,8 +199,8 @@ def garment_temperature(thickness: float) -> float:
 
 def absorbed_heat(colour: tuple[int, int, int]) -> float:
     """Temperature change in ``[-ABSORPTION / 2, ABSORPTION / 2]`` of a garment of ``colour``
-    (RGB in ``0 .. 255``) from the light it absorbs: positive below mid-grey relative
-    luminance (Rec. 709 weights of the 8-bit values), negative above."""
+    (RGB in ``0 .. 255``) from the light it absorbs: positive below mid-grey luma (Rec. 709
+    weights of the gamma-encoded 8-bit values, a brightness proxy), negative above."""
     red, green, blue = (channel / 255.0 for channel in colour)
     return ABSORPTION * (0.5 - (0.2126 * red + 0.7152 * green + 0.0722 * blue))
 
