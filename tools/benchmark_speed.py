@@ -12,8 +12,9 @@ load from other processes hits them alike; every ratio is taken within a round, 
 
   the overhead of everything that is not the model (masks, noise, momentum, clamp, 8-bit rounding,
   the reference and final feature passes). The adaptive final phase stops an image once it meets
-  eps, or runs it up to ``extra_steps`` past T, so ``ratio_to_passes_forward_backward`` divides by
-  the mean passes the images used (``passes_mean``) instead of T;
+  eps, or runs it up to ``extra_steps`` past T and then retries it from new draws (``retries``),
+  so ``ratio_to_passes_forward_backward`` divides by the mean passes the images used
+  (``passes_mean``) instead of T;
 - official: one forward + backward with the weights requiring grad (``loss.backward()``; the
   official code does not freeze the model, so each of its steps also computes the weights'
   gradients). Its floor is T such passes per batch (``official.images_per_second``), an upper
