@@ -131,12 +131,18 @@ def test_keyed_result_does_not_depend_on_the_batch(random_model, images, native_
         assert torch.equal(torch.cat([p.steps for p in parts]), whole.steps)
 
 
-def test_one_pass_per_step_of_the_images_still_running(random_model, images):
+def count_passes(model) -> dict:
+    """``{"forward": n, "backward": n}`` of ``model``'s network, counted from now on."""
     calls = {"forward": 0, "backward": 0}
-    net = random_model.model
+    net = model.model
     net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
     net.register_full_backward_hook(
         lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
+    return calls
+
+
+def test_one_pass_per_step_of_the_images_still_running(random_model, images):
+    calls = count_passes(random_model)
     result = PixelFade(random_model, steps=12, eps=5e-4, seed=0, retries=0).protect(images[:4])
     # one batched pass per step while any image runs; + the reference and the stored feature
     assert calls == {"forward": int(result.steps.max()) + 2,
@@ -144,11 +150,7 @@ def test_one_pass_per_step_of_the_images_still_running(random_model, images):
 
 
 def test_a_retry_is_one_more_loop_over_the_images_that_missed(random_model, images):
-    calls = {"forward": 0, "backward": 0}
-    net = random_model.model
-    net.register_forward_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
-    net.register_full_backward_hook(
-        lambda *a: calls.__setitem__("backward", calls["backward"] + 1))
+    calls = count_passes(random_model)
     # eps 0: all four miss, and all four are retried together
     PixelFade(random_model, steps=12, eps=0.0, seed=0, extra_steps=3,
               retries=1).protect(images[:4])
