@@ -171,4 +171,4 @@ def test_options_are_checked_and_reach_the_config():
     with pytest.raises(ValueError, match="retries >= 0"):
         PixelFadeParams(retries=-1)
     node = C.get_default_config().pixelfade
-    assert node.step_control == "adaptive" and node.extra_steps == 40 and node.retries == 1
+    assert node.step_control == "adaptive" and node.extra_steps == 40 and node.retries == 0

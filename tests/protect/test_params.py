@@ -22,7 +22,7 @@ PINNED = {
                   "eps_mode": "absolute", "momentum": 0.6, "beta": 0.01, "beta_temp": 0.04,
                   "no_replace_last": 5, "loss_reduction": "mean", "constraint_scope": "image",
                   "mask_index": "step", "mask_unit": "element", "co_every_step": True,
-                  "clamp": "valid", "step_control": "adaptive", "extra_steps": 40, "retries": 1,
+                  "clamp": "valid", "step_control": "adaptive", "extra_steps": 40, "retries": 0,
                   "quantize": True, "seed": None, "target": "noise",
                   "noise_weight": 1.0, "replacement": "replace", "perturb_amplitude": 0.5,
                   "l1_weight": 1.0},
