@@ -626,9 +626,8 @@ class _Attempt:
     missed: torch.Tensor | None = None
 
     def to_retry(self) -> torch.Tensor:
-        """``(n,)`` indices of the images that missed their limit after a measurement."""
-        if self.missed is None:
-            return torch.zeros(0, dtype=torch.long, device=self.steps.device)
+        """``(n,)`` indices of the images that missed their limit after a measurement (an
+        attempt of the adaptive control, whose ``missed`` and ``distance`` are set)."""
         return (self.missed & torch.isfinite(self.distance)).nonzero().squeeze(1)
 
     def merge(self, index: torch.Tensor, retry: _Attempt) -> None:
