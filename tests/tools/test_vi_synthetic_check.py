@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from test_tools import load_tool
 
 
@@ -53,22 +52,44 @@ def test_unmeasurable_ratio_is_none_not_a_pass(tool):
     assert summary["targets"]["noise_gallery_at_chance"] is None
 
 
+def test_regdb_data_tests_as_many_persons_as_asked_and_chance_is_one_over_them(tool, tmp_path):
+    args = tool.parse_args(["--output", str(tmp_path), "--datasets", "regdb_trial1",
+                            "--test-ids", "4", "--images-per-id", "2"])
+    cfg = tool.dataset_config(str(tmp_path / "regdb"), "regdb_trial1", args)
+    tool.make_data(cfg.data.root, "regdb_trial1", args)
+    lines = (tmp_path / "regdb" / "data" / "RegDB" / "idx" / "test_visible_1.txt").read_text()
+    assert len({line.split()[1] for line in lines.splitlines()}) == 4
+    assert tool.chance_rank1(cfg) == pytest.approx(1 / 4)  # nothing removed: exactly 1 / N
+
+
+def test_overrides_anywhere_and_sizes_checked(tool, tmp_path):
+    args = tool.parse_args(["pixelfade.steps", "3", "--output", str(tmp_path), "--epochs", "2"])
+    assert args.epochs == 2 and args.opts == ["pixelfade.steps", "3"]
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--output", str(tmp_path), "--test-ids", "3"])  # 3 x chance = 1
+
+
 @pytest.mark.slow
 def test_tiny_sysu_run_writes_the_summary_and_reuses_its_folders(tool, tmp_path):
     argv = ["--output", str(tmp_path), "--datasets", "sysu_mm01", "--test-ids", "8",
             "--train-ids", "8", "--images-per-id", "1", "--epochs", "1", "--noise-seeds", "2",
             "pixelfade.steps", "3", "visible_infrared.batches_per_epoch", "1",
             "visible_infrared.trials", "[0, 1]"]
-    assert tool.main(argv) == 0
-    report = json.loads((tmp_path / "check.json").read_text())
-    sysu = report["datasets"]["sysu_mm01"]
-    assert sysu["chance"] == pytest.approx(1 / 8) and len(sysu["noise_rank1"]) == 2
+    assert tool.main(argv + ["--json", str(tmp_path / "all.json")]) == 0
+    sysu = json.loads((tmp_path / "sysu_mm01" / "check.json").read_text())
+    assert json.loads((tmp_path / "all.json").read_text())["datasets"]["sysu_mm01"] == sysu
+    # identities without an IR camera make chance a little above 1 / 8, never below
+    assert 1 / 8 <= sysu["chance"] < 1.5 / 8 and len(sysu["noise_rank1"]) == 2
     assert sysu["eps"] > 0 and 0 <= sysu["constraint_met"] <= 1
+    assert sysu["official_ratio_map"] is not None  # SYSU: both directions evaluated
     assert set(sysu["targets"]) == {"o2o_at_least_3x_chance", "o2p_at_least_0.9x_o2o",
                                     "constraint_met_at_least_95%", "ssim_at_most_0.1",
                                     "noise_gallery_at_chance"}
     for folder in ("pixelfade", "noise-0", "noise-1"):
         assert (tmp_path / "sysu_mm01" / folder / "manifest.json").is_file()
     assert tool.main(argv) == 0  # everything stored: evaluated again, the same numbers
-    again = json.loads((tmp_path / "check.json").read_text())["datasets"]["sysu_mm01"]
+    again = json.loads((tmp_path / "sysu_mm01" / "check.json").read_text())
     assert again["o2p_rank1"] == sysu["o2p_rank1"] and again["train_seconds"] < 1
+    # other options would evaluate a model and images that are not theirs: refused
+    with pytest.raises(SystemExit, match="epochs"):
+        tool.main(argv + ["--epochs", "2"])

@@ -83,6 +83,28 @@ def comparison_figure(cfg, protected_dir: str, path: str, num_ids: int = 8) -> N
                      path)
 
 
+def trained_weights(cfg, device: str) -> str:
+    """``cfg.data.save_dir/model.pth``, trained first (seeded with ``train.seed``) if absent."""
+    weights = os.path.join(cfg.data.save_dir, "model.pth")
+    if not os.path.exists(weights):
+        torch.manual_seed(cfg.train.seed)
+        weights = train(cfg, device)
+    return weights
+
+
+def protect_and_evaluate(cfg, weights: str, stored: str, results_json: str, device: str,
+                         opts: list | tuple = ()) -> dict:
+    """Protects the IR test images of ``cfg`` (with ``opts``, ``KEY VALUE`` overrides such as
+    ``["pixelfade.protector", "noise"]``) into ``stored``, evaluates them from the PNGs into
+    ``results_json`` (and ``.md``) and returns the evaluation as a dict."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    C.merge_opts(cfg, list(opts))
+    cfg.freeze()
+    protect_dataset(cfg, weights, stored, device=device)
+    return evaluate_folder(cfg, weights, stored, results_json, device).to_dict()
+
+
 def run_dataset(output: str, dataset: str, device: str, quick: bool) -> dict:
     """Train, protect (PixelFade and the noise control), evaluate and draw one dataset;
     returns ``{"pixelfade": results, "noise": results}``."""
@@ -90,21 +112,14 @@ def run_dataset(output: str, dataset: str, device: str, quick: bool) -> dict:
     folder = os.path.join(output, DATASETS[dataset])
     cfg = demo_config(os.path.join(output, "data"), os.path.join(folder, f"train{suffix}"),
                       dataset, quick)
-    weights = os.path.join(cfg.data.save_dir, "model.pth")
-    if not os.path.exists(weights):
-        torch.manual_seed(cfg.train.seed)
-        weights = train(cfg, device)
+    weights = trained_weights(cfg, device)
     results = {}
     for name in ("pixelfade", "noise"):
-        run_cfg = cfg.clone()
-        run_cfg.defrost()
-        C.merge_opts(run_cfg, ["pixelfade.protector", name])
-        run_cfg.freeze()
         stored = os.path.join(folder, f"{'protected' if name == 'pixelfade' else name}{suffix}")
-        protect_dataset(run_cfg, weights, stored, device=device)
         json_name = "results" if name == "pixelfade" else "results-noise"
-        results[name] = evaluate_folder(run_cfg, weights, stored, os.path.join(
-            folder, f"{json_name}{suffix}.json"), device).to_dict()
+        results[name] = protect_and_evaluate(
+            cfg, weights, stored, os.path.join(folder, f"{json_name}{suffix}.json"), device,
+            ["pixelfade.protector", name])
     comparison_figure(cfg, os.path.join(folder, f"protected{suffix}"),
                       os.path.join(folder, f"figure{suffix}.png"))
     return results
